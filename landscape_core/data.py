@@ -1,0 +1,241 @@
+"""Datasets: embedded digits and synthetic 2-D sets (offline), MNIST / Fashion-MNIST / CIFAR-10 via torchvision.
+
+Everything is returned as in-memory float32 tensors: small data, fixed and non-augmented, which is
+exactly what curvature and surface analysis need. A *dataset spec* is a JSON-able dict stored in a
+run, so ``load_dataset(spec)`` gives back exactly the same tensors.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+SYNTHETIC = ("moons", "circles", "spirals")
+TORCHVISION = ("mnist", "fashion_mnist", "cifar10")
+DATASETS = ("digits", *SYNTHETIC, *TORCHVISION)
+
+
+class DataError(RuntimeError):
+    """A dataset cannot be loaded (missing local copy and no network, bad settings)."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What data a run used. Sizes of ``None`` mean "everything available".
+
+    Attributes:
+        name: one of :data:`DATASETS`.
+        seed: split / sampling seed (same seed, same tensors).
+        train_size: cap on training examples (torchvision sets are large; a subset keeps it interactive).
+        test_size: cap on test examples.
+        n_samples: total examples generated for synthetic sets.
+        noise: noise level of synthetic sets.
+        test_fraction: held-out fraction for digits and synthetic sets (stratified).
+        root: folder with a local torchvision copy (default ``$LANDSCAPE_DATA`` or ``./data``).
+    """
+
+    name: str = "digits"
+    seed: int = 0
+    train_size: int | None = None
+    test_size: int | None = None
+    n_samples: int = 1000
+    noise: float = 0.1
+    test_fraction: float = 0.25
+    root: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise ValueError(f"unknown dataset {self.name!r}; choose from {', '.join(DATASETS)}")
+        for k in ("train_size", "test_size"):
+            v = getattr(self, k)
+            if v is not None and v < 1:
+                raise ValueError(f"{k} must be >= 1, got {v}")
+        if self.n_samples < 8:
+            raise ValueError(f"n_samples must be >= 8, got {self.n_samples}")
+        if not 0.0 <= self.noise <= 5.0:
+            raise ValueError(f"noise must be in [0, 5], got {self.noise}")
+        if not 0.05 <= self.test_fraction <= 0.9:
+            raise ValueError(f"test_fraction must be in [0.05, 0.9], got {self.test_fraction}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("root")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DatasetSpec:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """Train / test tensors plus what a model needs to know about them."""
+
+    spec: DatasetSpec
+    train: tuple[Tensor, Tensor]
+    test: tuple[Tensor, Tensor]
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+
+
+def _stratified_split(X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(X, y, test_size=test_fraction, random_state=seed, stratify=y)
+
+
+def _cap(X: Tensor, y: Tensor, n: int | None, seed: int) -> tuple[Tensor, Tensor]:
+    if n is None or n >= len(y):
+        return X, y
+    return analysis_subset(X, y, n, seed=seed)
+
+
+def _spirals(n: int, noise: float, rng: np.random.Generator, arms: int = 3):
+    per = n // arms
+    xs, ys = [], []
+    for k in range(arms):
+        r = np.linspace(0.05, 1.0, per)
+        t = 1.75 * r * 2 * math.pi + 2 * math.pi * k / arms
+        pts = np.stack([r * np.sin(t), r * np.cos(t)], 1) + rng.normal(0, noise * 0.5, (per, 2))
+        xs.append(pts)
+        ys.append(np.full(per, k))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _load_digits(spec: DatasetSpec) -> DataBundle:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X = d.data.astype(np.float32) / 16.0
+    y = d.target.astype(np.int64)
+    Xtr, Xte, ytr, yte = _stratified_split(X, y, spec.test_fraction, spec.seed)
+    mean, std = Xtr.mean(0), Xtr.std(0) + 0.1  # per-pixel standardisation, floor for constant pixels
+    Xtr, Xte = (Xtr - mean) / std, (Xte - mean) / std
+    to = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).reshape(-1, 1, 8, 8)  # noqa: E731
+    train = _cap(to(Xtr), torch.from_numpy(ytr), spec.train_size, spec.seed)
+    test = _cap(to(Xte), torch.from_numpy(yte), spec.test_size, spec.seed + 1)
+    return DataBundle(spec, train, test, (1, 8, 8), 10, tuple(str(i) for i in range(10)))
+
+
+def _load_synthetic(spec: DatasetSpec) -> DataBundle:
+    from sklearn import datasets as skd
+
+    rng = np.random.default_rng(spec.seed)
+    if spec.name == "moons":
+        X, y = skd.make_moons(spec.n_samples, noise=spec.noise, random_state=spec.seed)
+    elif spec.name == "circles":
+        X, y = skd.make_circles(spec.n_samples, noise=spec.noise, factor=0.5, random_state=spec.seed)
+    else:
+        X, y = _spirals(spec.n_samples, spec.noise, rng)
+    X = X.astype(np.float32)
+    X = (X - X.mean(0)) / (X.std(0) + 1e-6)
+    Xtr, Xte, ytr, yte = _stratified_split(X, y.astype(np.int64), spec.test_fraction, spec.seed)
+    train = _cap(torch.from_numpy(Xtr), torch.from_numpy(ytr), spec.train_size, spec.seed)
+    test = _cap(torch.from_numpy(Xte), torch.from_numpy(yte), spec.test_size, spec.seed + 1)
+    k = int(y.max()) + 1
+    return DataBundle(spec, train, test, (2,), k, tuple(str(i) for i in range(k)))
+
+
+_TV = {
+    "mnist": ("MNIST", (0.1307,), (0.3081,)),
+    "fashion_mnist": ("FashionMNIST", (0.2860,), (0.3530,)),
+    "cifar10": ("CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+
+
+def data_root(spec: DatasetSpec | None = None) -> Path:
+    if spec is not None and spec.root:
+        return Path(spec.root)
+    return Path(os.environ.get("LANDSCAPE_DATA", "data"))
+
+
+def _tv_split(name: str, root: Path, train: bool):
+    import torchvision
+
+    cls = getattr(torchvision.datasets, _TV[name][0])
+    try:
+        return cls(str(root), train=train, download=False)
+    except (RuntimeError, OSError):
+        pass
+    try:
+        return cls(str(root), train=train, download=True)
+    except Exception as e:  # network errors come in many types
+        raise DataError(
+            f"{name}: no local copy under {root}/ and download failed ({type(e).__name__}); "
+            f"put the dataset files there or set LANDSCAPE_DATA"
+        ) from None
+
+
+def _load_torchvision(spec: DatasetSpec) -> DataBundle:
+    root = data_root(spec)
+    _, mean, std = _TV[spec.name]
+    tensors = []
+    for is_train, cap, off in ((True, spec.train_size, 0), (False, spec.test_size, 1)):
+        ds = _tv_split(spec.name, root, is_train)
+        data = ds.data
+        X = torch.as_tensor(np.asarray(data)).float() / 255.0
+        X = X.unsqueeze(1) if X.ndim == 3 else X.permute(0, 3, 1, 2)  # (N, C, H, W)
+        y = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+        X, y = _cap(X, y, cap, spec.seed + off)
+        m = torch.tensor(mean).view(1, -1, 1, 1)
+        s = torch.tensor(std).view(1, -1, 1, 1)
+        tensors.append(((X - m) / s).contiguous(), y)
+    (Xtr, ytr), (Xte, yte) = tensors
+    classes = tuple(getattr(ds, "classes", [str(i) for i in range(10)]))
+    return DataBundle(spec, (Xtr, ytr), (Xte, yte), tuple(Xtr.shape[1:]), 10, classes)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(spec_json: str, root: str | None) -> DataBundle:
+    spec = DatasetSpec(**json.loads(spec_json), root=root)
+    if spec.name == "digits":
+        return _load_digits(spec)
+    if spec.name in SYNTHETIC:
+        return _load_synthetic(spec)
+    return _load_torchvision(spec)
+
+
+def load_dataset(spec: DatasetSpec | dict | str) -> DataBundle:
+    """Load (and memoise) a dataset. Accepts a spec, its dict form, or just a name.
+
+    The returned tensors are shared between callers: treat them as read-only.
+    """
+    if isinstance(spec, str):
+        spec = DatasetSpec(name=spec)
+    elif isinstance(spec, dict):
+        spec = DatasetSpec.from_dict(spec)
+    return _load_cached(json.dumps(spec.to_dict(), sort_keys=True), spec.root)
+
+
+def analysis_subset(X: Tensor, y: Tensor, n: int | None, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A fixed, seeded subset of ``n`` examples (class-stratified); ``None`` or ``n >= len`` = all.
+
+    The same (data, n, seed) always gives the same subset, so analyses are comparable across runs.
+    """
+    if n is None or n >= len(y):
+        return X, y
+    if n < 1:
+        raise ValueError(f"sample budget must be >= 1, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(y), generator=g)
+    # stratify: interleave classes in permuted order so every class is represented proportionally
+    ys = y[perm]
+    order = torch.argsort(ys, stable=True)
+    ranks = torch.empty_like(order)
+    counts = torch.bincount(ys)
+    starts = torch.cumsum(counts, 0) - counts
+    ranks[order] = torch.arange(len(ys)) - starts[ys[order]]
+    frac = (ranks.double() + 0.5) / counts[ys].double()
+    idx = perm[torch.argsort(frac, stable=True)[:n]]
+    idx, _ = torch.sort(idx)
+    return X[idx], y[idx]
