@@ -115,10 +115,10 @@ def weights_hash(state: Mapping[str, Tensor]) -> str:
     """SHA-256 content hash of a state dict: keys, dtypes, shapes and bytes (order independent)."""
     h = hashlib.sha256()
     for k in sorted(state):
-        t = state[k].detach().to("cpu").contiguous()
+        t = state[k].detach().to("cpu").contiguous().reshape(-1)
         h.update(k.encode())
         h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
+        h.update(str(tuple(state[k].shape)).encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
