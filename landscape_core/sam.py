@@ -1,0 +1,184 @@
+"""Sharpness-Aware Minimization (SAM, Foret et al. 2020) and adaptive SAM (ASAM, Kwon et al. 2021).
+
+SAM minimises the worst loss in a ball of radius ``rho`` around the weights,
+``min_w max_{||e|| <= rho} L(w + e)``, with a one-step approximation of the inner maximisation::
+
+    g   = grad L(w)                                   # first forward-backward, at w
+    e   = rho * g / ||g||                             # SAM ascent step, ||e|| = rho
+        = rho * T^2 g / ||T g||,  T = |w| + eta       # ASAM (elementwise T): ||T^-1 e|| = rho
+    w_old = w;  w = w + e                             # first_step()
+    g'  = grad L(w + e)                               # second forward-backward, at w + e
+    w   = w_old                                       # second_step(): restore exactly (copy back)
+    w   = base_optimizer_update(w, g')                # ... then the base optimizer's step
+
+``||.||`` is the global Euclidean norm over all parameters that have a gradient. ASAM's adaptive
+ball ``{e : ||T^-1 e|| <= rho}`` makes the sharpness invariant to per-weight rescalings. With
+``rho = 0`` no perturbation happens at all and the update is the base optimizer's, bit for bit.
+
+The second forward pass sees perturbed weights, so it must not move BatchNorm running statistics:
+wrap it in :func:`bn_stats_frozen` (the training loop does), so the statistics move once per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+_EPS = 1e-12  # guards the division by ||T g|| when the gradient vanishes
+
+
+class SAM(Optimizer):
+    """SAM / ASAM wrapping any base optimizer class.
+
+    Args:
+        params: parameters or parameter groups (as for any ``torch.optim`` optimizer).
+        base_optimizer: an optimizer *class* (e.g. ``torch.optim.SGD``); it is constructed here on the
+            same parameter groups, so learning-rate schedulers on this object drive it too.
+        rho: radius of the neighbourhood (>= 0). ``0`` reproduces the base optimizer exactly.
+        adaptive: ASAM (Kwon et al. 2021) with ``T = |w| + eta`` elementwise.
+        eta: ASAM's offset keeping ``T`` positive for zero weights (0.01 in the paper).
+        **base_kwargs: passed to ``base_optimizer`` (lr, momentum, weight_decay, betas...).
+
+    Example:
+        >>> opt = SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)
+        >>> loss_fn(model(x), y).backward(); opt.first_step(zero_grad=True)
+        >>> with bn_stats_frozen(model): loss_fn(model(x), y).backward()
+        >>> opt.second_step(zero_grad=True)
+    """
+
+    def __init__(
+        self,
+        params,
+        base_optimizer: type[Optimizer],
+        *,
+        rho: float = 0.05,
+        adaptive: bool = False,
+        eta: float = 0.01,
+        **base_kwargs: Any,
+    ) -> None:
+        if not (rho >= 0.0 and rho < float("inf")):
+            raise ValueError(f"SAM rho must be a finite number >= 0, got {rho}")
+        if eta < 0.0:
+            raise ValueError(f"ASAM eta must be >= 0, got {eta}")
+        if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, Optimizer)):
+            raise ValueError(f"base_optimizer must be a torch.optim.Optimizer class, got {base_optimizer!r}")
+        defaults = dict(rho=float(rho), adaptive=bool(adaptive), eta=float(eta), **base_kwargs)
+        super().__init__(params, defaults)
+        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
+        self.param_groups = self.base_optimizer.param_groups  # one set of groups: schedulers see both
+        self.defaults.update(self.base_optimizer.defaults)
+        self._perturbed = False
+
+    @property
+    def perturbs(self) -> bool:
+        """Whether a step perturbs the weights at all (some group has ``rho > 0``)."""
+        return any(g["rho"] > 0 for g in self.param_groups)
+
+    @torch.no_grad()
+    def _scaled_grad_norm(self) -> Tensor:
+        """``||T g||`` over every parameter with a gradient (T = 1 for plain SAM)."""
+        norms = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                tg = (p.abs() + group["eta"]) * p.grad if group["adaptive"] else p.grad
+                norms.append(torch.linalg.vector_norm(tg))
+        if not norms:
+            return torch.zeros(())
+        return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        """Ascent: remember ``w`` and move to ``w + e`` with ``e = rho T^2 g / ||T g||``."""
+        if self._perturbed:
+            raise RuntimeError("SAM.first_step called twice without second_step")
+        if not self.perturbs:  # rho = 0: the base optimizer, untouched
+            if zero_grad:
+                self.zero_grad()
+            return
+        gnorm = self._scaled_grad_norm()
+        for group in self.param_groups:
+            if group["rho"] == 0:
+                continue
+            scale = group["rho"] / (gnorm + _EPS)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                state["old_p"] = p.detach().clone()
+                if group["adaptive"]:
+                    t = p.abs() + group["eta"]
+                    e = t * t * p.grad * scale.to(p.device)
+                else:
+                    e = p.grad * scale.to(p.device)
+                state["e_w"] = e
+                p.add_(e)
+        self._perturbed = True
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False) -> None:
+        """Restore the stored weights exactly, then take the base optimizer's step with the new grads."""
+        if self._perturbed:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    old = self.state[p].pop("old_p", None)
+                    if old is not None:
+                        p.copy_(old)  # exact restore: no w + e - e round-off
+            self._perturbed = False
+        self.base_optimizer.step()
+        if zero_grad:
+            self.zero_grad()
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
+        """One full SAM step. ``closure`` computes the loss and calls ``backward()`` (grads are zeroed here).
+
+        It is evaluated at ``w`` and, unless ``rho = 0``, again at ``w + e``. Returns the loss at ``w``.
+        BatchNorm models: freeze running statistics for the second call yourself (see
+        :func:`bn_stats_frozen`), or use the training loop which does it.
+        """
+        if closure is None:
+            raise ValueError("SAM.step needs a closure that recomputes the loss and its gradient")
+        closure = torch.enable_grad()(closure)
+        self.zero_grad()
+        loss = closure()
+        self.first_step(zero_grad=True)
+        if self._perturbed:
+            closure()
+        self.second_step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base_optimizer.zero_grad(set_to_none=set_to_none)
+
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+@contextlib.contextmanager
+def bn_stats_frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, forward passes leave BatchNorm running statistics exactly as they were.
+
+    The running mean / variance / batch counter of every BatchNorm layer are saved on entry and copied
+    back on exit (so even ``momentum=None`` cumulative averages are untouched). Normalisation inside
+    the block still uses batch statistics in train mode, as SAM's second pass should.
+    """
+    saved: list[tuple[Tensor, Tensor]] = []
+    for m in model.modules():
+        if isinstance(m, _BN):
+            for b in (m.running_mean, m.running_var, m.num_batches_tracked):
+                if b is not None:
+                    saved.append((b, b.detach().clone()))
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for buf, old in saved:
+                buf.copy_(old)
