@@ -1,0 +1,61 @@
+"""Fixtures for AppTest page tests: isolated workspace and cache, an AppTest factory, no shipped runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path, monkeypatch):
+    """Every app test gets its own empty workspace and engine disk cache."""
+    ws, cache = tmp_path / "workspace", tmp_path / "cache"
+    ws.mkdir()
+    cache.mkdir()
+    monkeypatch.setenv("LANDSCAPE_WORKSPACE", str(ws))
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(cache))
+    yield ws
+
+
+@pytest.fixture
+def workspace_dir(_isolated_dirs) -> Path:
+    """The test's workspace folder."""
+    return _isolated_dirs
+
+
+@pytest.fixture
+def app_test():
+    """Factory: ``app_test("pages/1_Train.py")`` -> ``AppTest`` (path relative to the repo root)."""
+
+    def make(path: str, timeout: float = 120) -> AppTest:
+        return AppTest.from_file(str(ROOT / path), default_timeout=timeout)
+
+    return make
+
+
+@pytest.fixture
+def empty_checkpoints(tmp_path, monkeypatch) -> Path:
+    """Hide the shipped runs: ``landscape_core.runs.checkpoints_dir()`` points at an empty folder."""
+    from landscape_core import runs
+
+    empty = tmp_path / "no-checkpoints"
+    empty.mkdir()
+    monkeypatch.setattr(runs, "checkpoints_dir", lambda: empty)
+    return empty
+
+
+@pytest.fixture
+def clear_st_caches():
+    """Clear Streamlit's in-memory caches before the test (they are process-global)."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield

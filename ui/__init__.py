@@ -1,0 +1,1 @@
+"""Streamlit helpers shared by the pages: state, caches, widgets, figures and per-page views."""

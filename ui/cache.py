@@ -1,0 +1,106 @@
+"""Cached access to run folders: loaded runs (shared objects) and the run listing.
+
+``load_run_cached`` uses ``st.cache_resource``: the returned :class:`~landscape_core.runs.Run` is
+shared between sessions and reruns, so callers must never mutate it (engine functions take parameter
+dicts and never mutate a model). The key is the folder path plus a stamp of ``run.json`` (mtime and
+weights hash), so a rewritten run is reloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from landscape_core import runs as _runs
+from landscape_core.runs import Run
+
+
+def _run_stamp(path: Path) -> str:
+    f = path / _runs.RUN_JSON
+    try:
+        meta = _runs.read_meta(path)
+        return f"{f.stat().st_mtime_ns}:{meta.get('weights_hash', '')}"
+    except (OSError, _runs.RunError):
+        return "missing"
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _load(path: str, stamp: str) -> Run:
+    return _runs.load_run(path)
+
+
+def load_run_cached(path: str) -> Run:
+    """Load (once) the run at ``path``. Raises ``RunError`` / ``DataError`` like ``load_run``."""
+    p = Path(path).resolve()
+    return _load(str(p), _run_stamp(p))
+
+
+def _get(meta: dict, *paths: str, default=None):
+    """First present value among dotted ``paths`` in ``meta`` (run.json layouts differ a little)."""
+    for dotted in paths:
+        cur = meta
+        for part in dotted.split("."):
+            if isinstance(cur, dict) and part in cur:
+                cur = cur[part]
+            else:
+                cur = None
+                break
+        if cur is not None:
+            return cur
+    return default
+
+
+def run_row(info_path: Path, meta: dict, source: str) -> dict:
+    """One row of the run table: settings and final metrics from ``run.json``."""
+    test_acc = _get(meta, "metrics.test_acc", "final.test_acc", "metrics.test_accuracy")
+    train_acc = _get(meta, "metrics.train_acc", "final.train_acc", "metrics.train_accuracy")
+    gap = _get(meta, "metrics.gen_gap", "metrics.generalization_gap", "final.gen_gap")
+    if gap is None and test_acc is not None and train_acc is not None:
+        gap = float(train_acc) - float(test_acc)
+    return {
+        "name": meta.get("name", info_path.name),
+        "path": str(info_path),
+        "source": source,
+        "dataset": _get(meta, "dataset.name", default=""),
+        "model": _get(meta, "model.name", default=""),
+        "optimizer": _get(meta, "config.optimizer", "train.optimizer", "optimizer.name", "optimizer", default=""),
+        "lr": _get(meta, "config.lr", "train.lr", "optimizer.lr"),
+        "batch_size": _get(meta, "config.batch_size", "train.batch_size"),
+        "epochs": _get(meta, "config.epochs", "train.epochs"),
+        "test_acc": test_acc,
+        "train_acc": train_acc,
+        "gen_gap": gap,
+        "weights_hash": meta.get("weights_hash", ""),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _list(stamp: tuple) -> list[dict]:
+    ws = Path(stamp[0])
+    return [run_row(i.path, i.meta, i.source) for i in _runs.list_runs(ws)]
+
+
+def _listing_stamp() -> tuple:
+    ws = _runs.workspace_dir().resolve()
+    ck = _runs.checkpoints_dir().resolve()
+    items: list[tuple[str, int]] = []
+    for folder in (ck, ws):
+        if folder.is_dir():
+            for p in folder.iterdir():
+                f = p / _runs.RUN_JSON
+                if f.is_file():
+                    items.append((str(p), f.stat().st_mtime_ns))
+    return (str(ws), str(ck), tuple(sorted(items)))
+
+
+def list_runs_cached() -> list[dict]:
+    """Shipped + workspace runs as dicts (name, path, source, optimizer, lr, batch size, epochs,
+    test_acc, train_acc, gen_gap, weights_hash); cached until a run.json changes."""
+    return [dict(r) for r in _list(_listing_stamp())]
+
+
+def clear_caches() -> None:
+    """Forget the run listing and loaded runs (after delete / rename / import)."""
+    _list.clear()
+    _load.clear()

@@ -1,0 +1,99 @@
+"""Session state shared by every page: page setup, the active run, the workspace, presentation mode.
+
+Every page calls :func:`init_page` first. State lives in plain session keys (not widget keys), because
+Streamlit drops a widget's state when the user switches to a page that does not render that widget:
+
+- ``"active_run"``: a plain ``str`` path to a run folder (default: the shipped ``checkpoints/digits-sgd``);
+- ``"presentation"``: ``bool``, larger type and fewer controls for classes and interviews.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from landscape_core import runs as _runs
+
+DEFAULT_RUN = "digits-sgd"
+_PRESENTATION_CSS = """
+<style>
+html, body, [data-testid="stAppViewContainer"] { font-size: 20px; }
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.35rem; line-height: 1.5; }
+[data-testid="stMetricValue"] { font-size: 2.6rem; }
+[data-testid="stMetricLabel"] p { font-size: 1.2rem; }
+h1 { font-size: 3rem !important; }
+h2 { font-size: 2.2rem !important; }
+</style>
+"""
+
+
+def workspace() -> Path:
+    """The user's run folder (``landscape_core.runs.workspace_dir()``), created if missing."""
+    p = _runs.workspace_dir()
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _is_run(path: str | Path | None) -> bool:
+    return bool(path) and (Path(path) / _runs.RUN_JSON).is_file()
+
+
+def default_run() -> str | None:
+    """The shipped ``digits-sgd`` run when present, else ``None``."""
+    p = _runs.checkpoints_dir() / DEFAULT_RUN
+    return str(p) if _is_run(p) else None
+
+
+def get_active_run() -> str | None:
+    """Path of the run the analysis pages open; falls back to the shipped default when unset or gone."""
+    cur = st.session_state.get("active_run")
+    if _is_run(cur):
+        return str(cur)
+    d = default_run()
+    st.session_state["active_run"] = d
+    return d
+
+
+def set_active_run(path: str | Path) -> None:
+    """Make the run folder at ``path`` the one every analysis page opens."""
+    st.session_state["active_run"] = str(path)
+
+
+def presentation() -> bool:
+    """Whether presentation mode (large type, one idea per screen) is on."""
+    return bool(st.session_state.get("presentation", False))
+
+
+def _sync_presentation() -> None:
+    st.session_state["presentation"] = bool(st.session_state.get("_w_presentation", False))
+
+
+def init_page(title: str, icon: str = "⛰️", layout: str = "wide") -> None:
+    """Configure the page, set session defaults and draw the shared sidebar.
+
+    Args:
+        title: page title (browser tab shows ``"<title> · Landscape Explorer"``).
+        icon: page icon.
+        layout: ``"wide"`` or ``"centered"``.
+    """
+    try:
+        st.set_page_config(page_title=f"{title} · Landscape Explorer", page_icon=icon, layout=layout)
+    except Exception:  # noqa: BLE001 - already configured in this run
+        pass
+    st.session_state.setdefault("presentation", False)
+    active = get_active_run()
+    st.session_state["_w_presentation"] = bool(st.session_state["presentation"])
+    with st.sidebar:
+        if active:
+            st.caption(f"Active run: **{Path(active).name}**")
+        else:
+            st.caption("No active run yet: train one or probe a checkpoint.")
+        st.toggle(
+            "Presentation mode",
+            key="_w_presentation",
+            on_change=_sync_presentation,
+            help="Larger type and fewer controls, one idea per screen (for classes and interviews).",
+        )
+    if st.session_state["presentation"]:
+        st.markdown(_PRESENTATION_CSS, unsafe_allow_html=True)
