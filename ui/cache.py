@@ -52,25 +52,33 @@ def _get(meta: dict, *paths: str, default=None):
 
 
 def run_row(info_path: Path, meta: dict, source: str) -> dict:
-    """One row of the run table: settings and final metrics from ``run.json``."""
-    test_acc = _get(meta, "metrics.test_acc", "final.test_acc", "metrics.test_accuracy")
-    train_acc = _get(meta, "metrics.train_acc", "final.train_acc", "metrics.train_accuracy")
-    gap = _get(meta, "metrics.gen_gap", "metrics.generalization_gap", "final.gen_gap")
-    if gap is None and test_acc is not None and train_acc is not None:
-        gap = float(train_acc) - float(test_acc)
+    """One row of the run table: settings and final metrics from ``run.json``.
+
+    ``gen_gap`` is the loss gap (test loss - train loss), ``acc_gap`` the accuracy gap (train - test).
+    """
+    final = meta.get("final") or meta.get("metrics") or {}
+    test_acc, train_acc = final.get("test_acc"), final.get("train_acc")
+    gap = final.get("gen_gap")
+    if gap is None and final.get("test_loss") is not None and final.get("train_loss") is not None:
+        gap = float(final["test_loss"]) - float(final["train_loss"])
+    acc_gap = final.get("acc_gap")
+    if acc_gap is None and test_acc is not None and train_acc is not None:
+        acc_gap = float(train_acc) - float(test_acc)
     return {
         "name": meta.get("name", info_path.name),
         "path": str(info_path),
         "source": source,
         "dataset": _get(meta, "dataset.name", default=""),
         "model": _get(meta, "model.name", default=""),
-        "optimizer": _get(meta, "config.optimizer", "train.optimizer", "optimizer.name", "optimizer", default=""),
-        "lr": _get(meta, "config.lr", "train.lr", "optimizer.lr"),
-        "batch_size": _get(meta, "config.batch_size", "train.batch_size"),
-        "epochs": _get(meta, "config.epochs", "train.epochs"),
+        "optimizer": _get(meta, "config.optimizer", "optimizer.optimizer", "source.kind", default=""),
+        "lr": _get(meta, "config.lr", "optimizer.lr"),
+        "batch_size": _get(meta, "config.batch_size", "optimizer.batch_size"),
+        "epochs": _get(meta, "config.epochs", "optimizer.epochs"),
         "test_acc": test_acc,
         "train_acc": train_acc,
         "gen_gap": gap,
+        "acc_gap": acc_gap,
+        "sec_per_epoch": _get(meta, "timings.seconds_per_epoch"),
         "weights_hash": meta.get("weights_hash", ""),
     }
 

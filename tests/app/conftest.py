@@ -59,3 +59,19 @@ def clear_st_caches():
     st.cache_data.clear()
     st.cache_resource.clear()
     yield
+
+
+def make_tiny_run(folder: Path, name: str, optimizer: str = "sgd", epochs: int = 2, **kw) -> Path:
+    """Train a tiny moons MLP (well under a second) and save it as a run in ``folder``."""
+    from landscape_core.training import TrainConfig, train
+
+    cfg = TrainConfig(dataset={"name": "moons", "n_samples": 200}, model="mlp", width=8, depth=1,
+                      optimizer=optimizer, lr=0.1 if optimizer != "adam" else 0.01, batch_size=32,
+                      epochs=epochs, snapshots=4, **kw)
+    return train(cfg, out_dir=folder, name=name).path
+
+
+@pytest.fixture
+def tiny_run(workspace_dir) -> Path:
+    """A tiny trained run in the test's workspace (``tiny-sgd``)."""
+    return make_tiny_run(workspace_dir, "tiny-sgd")
