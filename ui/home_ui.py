@@ -27,7 +27,7 @@ def render_runs_overview() -> None:
 
 def render_home() -> None:
     """Draw the home page."""
-    st.title("⛰️ Landscape Explorer")
+    st.title("Landscape Explorer")
     st.write("Where does an optimizer land, and how sharp is it there? Train small networks with SGD, "
              "Adam and SAM, then look at the loss surface around the minimum, its curvature and the path "
              "that led there.")
