@@ -1,0 +1,396 @@
+"""Cached wrappers over the engine's high-level analyses (surfaces, Hessian, trajectory, connectivity,
+flatness, gradient noise), keyed on the run's weights hash plus plain settings.
+
+Every public ``cached_*`` function takes the run folder path and its ``weights_hash`` (the content
+digest that makes the cache key honest: a retrained run at the same path gets a new hash) and plain,
+hashable settings, and returns the engine result's ``to_dict()`` (JSON-able, safe to pickle and copy).
+Heavy objects never enter the key: the run is loaded inside through the shared
+:func:`ui.cache.load_run_cached`, and the progress callback travels as ``_progress`` (Streamlit skips
+arguments starting with ``_`` when hashing).
+
+A module-level counter (:data:`COMPUTE_COUNT`) counts real computations (cache misses) per analysis;
+pages show it so users, and the browser test, can see that a display-only change recomputed nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from .cache import load_run_cached
+
+Progress = Callable[[float, str], None]
+COMPUTE_COUNT: Counter = Counter()
+DIRECTION_KINDS = ("random", "pca", "hessian", "gradient", "runs")
+
+
+def _count(name: str) -> None:
+    COMPUTE_COUNT[name] += 1
+
+
+def _freeze(settings: Mapping[str, Any]) -> tuple:
+    """Settings as a sorted tuple of pairs (lists -> tuples) so they hash the same way every time."""
+
+    def fz(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return tuple(fz(x) for x in v)
+        if isinstance(v, Mapping):
+            return tuple(sorted((k, fz(x)) for k, x in v.items()))
+        return v
+
+    return tuple(sorted((k, fz(v)) for k, v in settings.items()))
+
+
+def _thaw(frozen: tuple) -> dict[str, Any]:
+    return {k: v for k, v in frozen}
+
+
+def run_meta(run_path: str) -> dict:
+    """``run.json`` of a run folder (through the shared cached run)."""
+    return dict(load_run_cached(run_path).meta)
+
+
+def run_summary(run_path: str) -> dict:
+    """Name, weights hash, parameter count and whether the run stored a trajectory."""
+    from landscape_core.models import count_parameters
+    from landscape_core.runs import TRAJ_FILE
+
+    run = load_run_cached(run_path)
+    return {
+        "name": run.name,
+        "weights_hash": run.weights_hash,
+        "num_params": int(count_parameters(run.model)),
+        "has_trajectory": (run.path / TRAJ_FILE).is_file(),
+        "n_train": int(len(run.train_data[1])),
+        "lr": (run.meta.get("config") or run.meta.get("optimizer") or {}).get("lr"),
+    }
+
+
+def _loss_fn(run: Any, samples: int | None, split: str, seed: int) -> Any:
+    from landscape_core.functional import loss_function_for_run
+
+    return loss_function_for_run(run, split=split, samples=samples, seed=seed)
+
+
+# --- surfaces -------------------------------------------------------------------------------------
+
+
+def _directions(run: Any, lf: Any, kind: str, dims: int, seed: int, normalization: str, ignore_1d: bool,
+                others: Sequence[str]) -> tuple[Any, dict | None, tuple | None]:
+    """``(DirectionSet, trajectory overlay or None, runs' plane coordinates or None)``."""
+    from landscape_core import directions as D
+
+    theta = lf.params0
+    if kind == "random":
+        if dims == 1:
+            dirs = [D.random_direction(theta, normalization=normalization, ignore_1d=ignore_1d, seed=seed)]
+        else:
+            dirs = list(D.random_plane(theta, normalization=normalization, ignore_1d=ignore_1d, seed=seed))
+        return D.DirectionSet("random", dirs, seed, normalization, ignore_1d, labels=("d1 (random)", "d2 (random)")), None, None
+    if kind == "pca":
+        snaps, steps = run.trajectory()
+        pca = D.pca_directions(snaps, theta, k=dims)
+        ev = tuple(float(x) for x in pca.explained_variance_ratio)
+        labels = tuple(f"PC{i + 1} ({100 * e:.1f}%)" for i, e in enumerate(ev))
+        ds = D.DirectionSet("pca", pca.directions, None, "none", False, explained_variance=ev, labels=labels)
+        traj = None
+        if dims == 2 and pca.coords is not None:
+            traj = {"x": pca.coords[:, 0].tolist(), "y": pca.coords[:, 1].tolist(),
+                    "steps": [int(s) for s in steps.tolist()]}
+        return ds, traj, None
+    if kind == "hessian":
+        dirs, vals = D.hessian_directions(lf, k=dims, seed=seed)
+        labels = tuple(f"v{i + 1} (lambda = {v:.3g})" for i, v in enumerate(vals))
+        return D.DirectionSet("hessian", dirs, seed, "none", False, labels=labels,
+                              extra={"eigenvalues": [float(v) for v in vals]}), None, None
+    if kind == "gradient":
+        g = D.gradient_direction(lf, normalization=normalization, ignore_1d=ignore_1d)
+        dirs = [g]
+        labels = ["-gradient"]
+        if dims == 2:
+            dirs.append(D.random_direction(theta, normalization=normalization, ignore_1d=ignore_1d, seed=seed))
+            labels.append("d2 (random)")
+        return D.DirectionSet("gradient", dirs, seed, normalization, ignore_1d, labels=tuple(labels)), None, None
+    if kind == "runs":
+        from landscape_core.params import detached_params
+
+        thetas = [{k: v.to(lf.device, lf.dtype) for k, v in detached_params(load_run_cached(p).model).items()}
+                  for p in others]
+        if dims == 1 or len(thetas) == 1:
+            if not thetas:
+                raise ValueError("direction 'runs' needs at least one other run")
+            _, d = D.line_through(theta, thetas[0])
+            return D.DirectionSet("runs", [d], None, "none", False, labels=("t (this run -> other)",)), None, ((0.0, 1.0),)
+        _, d1, d2, coords = D.plane_through(theta, thetas[0], thetas[1])
+        ds = D.DirectionSet("runs", [d1, d2], None, "none", False, labels=("e1 (A -> B)", "e2 (towards C)"),
+                            extra={"run_coords": coords.tolist()})
+        return ds, None, tuple(map(tuple, coords.tolist()))
+    raise ValueError(f"unknown direction kind {kind!r}; choose one of {DIRECTION_KINDS}")
+
+
+def compute_surface_dict(run_path: str, settings: Mapping[str, Any], progress: Progress | None = None) -> dict:
+    """The uncached surface computation (engine directions + ``surface_1d``/``surface_2d``).
+
+    Settings: ``directions`` (kind), ``dims`` (1/2), ``span``, ``grid``, ``samples``, ``split``,
+    ``seed``, ``normalization``, ``ignore_1d``, ``runs`` (other run paths for kind ``"runs"``).
+    Returns ``Surface.to_dict()`` plus ``trajectory`` (PCA coordinates of the snapshots) and
+    ``run_coords`` (positions of runs in the plane) where they apply.
+    """
+    from landscape_core import surface as S
+
+    s = dict(settings)
+    kind = s.get("directions", "random")
+    dims = int(s.get("dims", 2))
+    if dims not in (1, 2):
+        raise ValueError(f"dims must be 1 or 2, got {dims}")
+    run = load_run_cached(run_path)
+    lf = _loss_fn(run, s.get("samples", 512), s.get("split", "train"), int(s.get("seed", 0)))
+    ds, traj, run_coords = _directions(run, lf, kind, dims, int(s.get("seed", 0)), s.get("normalization", "filter"),
+                                       bool(s.get("ignore_1d", True)), tuple(s.get("runs", ())))
+    span = s.get("span", 1.0)
+    if kind == "runs":  # coordinates are in units of the distance between runs: frame them all
+        if run_coords and dims == 2:
+            xs = [c[0] for c in run_coords]
+            ys = [c[1] for c in run_coords]
+            pad = float(span) * max(max(xs) - min(xs), max(ys) - min(ys), 1e-9) * 0.25
+            span = ((min(xs) - pad, max(xs) + pad), (min(ys) - pad, max(ys) + pad))
+        else:
+            span = (-float(span) * 0.5, 1 + float(span) * 0.5)
+    grid = int(s.get("grid", 21))
+    if dims == 1:
+        res = S.surface_1d(lf, ds.directions[0], span=span, grid=grid, progress=progress, directions=ds)
+    else:
+        res = S.surface_2d(lf, ds.directions[0], ds.directions[1], span=span, grid=grid, progress=progress,
+                           directions=ds)
+    out = res.to_dict()
+    out["labels"] = list(ds.labels)
+    out["trajectory"] = traj
+    out["run_coords"] = [list(c) for c in run_coords] if run_coords else None
+    out["request"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _surface_cached(run_path: str, weights_hash: str, frozen: tuple, _progress: Progress | None = None) -> dict:
+    _count("surface")
+    out = compute_surface_dict(run_path, _thaw(frozen), _progress)
+    out["computed_at"] = time.time()
+    return out
+
+
+def cached_surface(run_path: str, weights_hash: str, **settings: Any) -> dict:
+    """Cached loss surface of a run (``Surface.to_dict()`` plus overlays, see :func:`compute_surface_dict`).
+
+    Pass ``progress=callable`` to follow a first (uncached) computation.
+    """
+    progress = settings.pop("progress", None)
+    return _surface_cached(run_path, weights_hash, _freeze(settings), progress)
+
+
+# --- curvature -----------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _hessian_cached(run_path: str, weights_hash: str, frozen: tuple, _progress: Progress | None = None) -> dict:
+    from landscape_core.curvature import analyze_hessian
+
+    _count("hessian")
+    out = analyze_hessian(load_run_cached(run_path), progress=_progress, **_thaw(frozen)).to_dict()
+    out["computed_at"] = time.time()
+    return out
+
+
+def cached_hessian(run_path: str, weights_hash: str, **settings: Any) -> dict:
+    """Cached ``analyze_hessian(run, **settings).to_dict()`` (``progress=`` optional, never hashed)."""
+    progress = settings.pop("progress", None)
+    return _hessian_cached(run_path, weights_hash, _freeze(settings), progress)
+
+
+def resmooth_density(density: Mapping[str, Any], sigma: float, grid_size: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Re-smooth a stored SLQ density (its Ritz nodes and weights) with Gaussian width ``sigma``:
+    no new Hessian-vector products (``landscape_core.density.smooth``)."""
+    from landscape_core.density import default_grid, smooth
+
+    nodes, weights = density["ritz_values"], density["ritz_weights"]
+    grid = default_grid(nodes, sigma, grid_size)
+    return grid, smooth(nodes, weights, grid, sigma)
+
+
+def ritz_history(alpha: Sequence[float], beta: Sequence[float]) -> list[list[float]]:
+    """Ritz values after each Lanczos step: eigenvalues of the leading ``m x m`` block of ``T``."""
+    a = np.asarray(alpha, np.float64)
+    b = np.asarray(beta, np.float64)
+    out = []
+    for m in range(1, len(a) + 1):
+        T = np.diag(a[:m]) + np.diag(b[: m - 1], 1) + np.diag(b[: m - 1], -1)
+        out.append(np.linalg.eigvalsh(T).tolist())
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_estimator_study(run_path: str, weights_hash: str, samples: int | None = 512, split: str = "train",
+                           seed: int = 0, lanczos_steps: int = 40, probes: int = 100, exact: bool = True) -> dict:
+    """How the estimators converge against the number of HVPs, against the exact spectrum when small.
+
+    Returns Ritz values per Lanczos iteration, per-probe Hutchinson samples (running mean with its
+    standard error is drawn from them), and, for models with at most ``exact.MAX_EXACT_PARAMS``
+    parameters, the exact eigenvalues and trace of the dense float64 Hessian.
+    """
+    import torch
+
+    from landscape_core.exact import MAX_EXACT_PARAMS, exact_spectrum
+    from landscape_core.hessian import hessian_operator
+    from landscape_core.lanczos import lanczos_tridiagonal
+    from landscape_core.trace import hutchinson
+
+    _count("estimators")
+    run = load_run_cached(run_path)
+    lf = _loss_fn(run, samples, split, seed)
+    op = hessian_operator(lf)
+    v0 = torch.randn(op.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    a, b = lanczos_tridiagonal(op, v0, min(lanczos_steps, op.dim))
+    tr = hutchinson(op, probes, seed=seed)
+    out: dict[str, Any] = {
+        "num_params": op.dim,
+        "ritz_history": ritz_history(a, b),
+        "hutchinson": [float(x) for x in tr.estimates],
+        "exact_eigenvalues": None,
+        "exact_trace": None,
+        "settings": {"samples": samples, "split": split, "seed": seed, "lanczos_steps": lanczos_steps, "probes": probes},
+    }
+    if exact and op.dim <= MAX_EXACT_PARAMS:
+        ev = exact_spectrum(lf)
+        out["exact_eigenvalues"] = [float(x) for x in ev[::-1]]
+        out["exact_trace"] = float(np.sum(ev))
+    out["computed_at"] = time.time()
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_sample_budget(run_path: str, weights_hash: str, budgets: tuple[int, ...], seeds: tuple[int, ...] = (0, 1, 2),
+                         split: str = "train", _progress: Progress | None = None) -> dict:
+    """lambda_max and trace estimated on data subsets of several sizes and seeds: how estimates stabilise
+    as the sample budget grows (the spread across seeds is the subsampling variance)."""
+    from landscape_core.curvature import analyze_hessian
+
+    _count("sample_budget")
+    run = load_run_cached(run_path)
+    n_train = len(run.train_data[1])
+    rows = []
+    total = len(budgets) * len(seeds)
+    for i, n in enumerate(budgets):
+        for j, s in enumerate(seeds):
+            if _progress is not None:
+                _progress((i * len(seeds) + j) / total, f"{n} examples, seed {s}")
+            r = analyze_hessian(run, top_k=1, trace=True, trace_probes=30, smallest=False, samples=min(n, n_train),
+                                split=split, seed=s, tol=1e-4)
+            rows.append({"samples": min(n, n_train), "seed": s, "lambda_max": r.eigenvalues[0],
+                         "trace": (r.trace or {}).get("mean")})
+    return {"rows": rows, "computed_at": time.time()}
+
+
+# --- trajectory, connectivity, flatness, noise ---------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _trajectory_cached(run_path: str, weights_hash: str, frozen: tuple, _progress: Progress | None = None) -> dict:
+    from landscape_core.trajectory import project_trajectory
+
+    _count("trajectory")
+    out = project_trajectory(load_run_cached(run_path), progress=_progress, **_thaw(frozen)).to_dict()
+    out["computed_at"] = time.time()
+    return out
+
+
+def cached_trajectory(run_path: str, weights_hash: str, **settings: Any) -> dict:
+    """Cached ``project_trajectory(run, **settings).to_dict()``."""
+    progress = settings.pop("progress", None)
+    return _trajectory_cached(run_path, weights_hash, _freeze(settings), progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _connect_cached(path_a: str, hash_a: str, path_b: str, hash_b: str, frozen: tuple,
+                    _progress: Progress | None = None) -> dict:
+    from landscape_core.connectivity import connect_runs
+
+    _count("connectivity")
+    out = connect_runs(load_run_cached(path_a), load_run_cached(path_b), progress=_progress, **_thaw(frozen)).to_dict()
+    out["computed_at"] = time.time()
+    return out
+
+
+def cached_connectivity(path_a: str, hash_a: str, path_b: str, hash_b: str, **settings: Any) -> dict:
+    """Cached ``connect_runs(run_a, run_b, **settings).to_dict()``."""
+    progress = settings.pop("progress", None)
+    return _connect_cached(path_a, hash_a, path_b, hash_b, _freeze(settings), progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _flatness_cached(run_path: str, weights_hash: str, frozen: tuple, _progress: Progress | None = None) -> dict:
+    from landscape_core.flatness import flatness_summary
+
+    _count("flatness")
+    out = flatness_summary(load_run_cached(run_path), progress=_progress, **_thaw(frozen)).to_dict()
+    out["computed_at"] = time.time()
+    return out
+
+
+def cached_flatness(run_path: str, weights_hash: str, **settings: Any) -> dict:
+    """Cached ``flatness_summary(run, **settings).to_dict()``."""
+    progress = settings.pop("progress", None)
+    return _flatness_cached(run_path, weights_hash, _freeze(settings), progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _invariance_cached(run_path: str, weights_hash: str, frozen: tuple) -> dict:
+    from landscape_core.flatness import invariance_demo
+
+    _count("invariance")
+    out = invariance_demo(load_run_cached(run_path), **_thaw(frozen))
+    out = out.to_dict() if hasattr(out, "to_dict") else dict(out)
+    out["computed_at"] = time.time()
+    return out
+
+
+def cached_invariance(run_path: str, weights_hash: str, **settings: Any) -> dict:
+    """Cached ``invariance_demo(run, **settings)`` as a dict."""
+    return _invariance_cached(run_path, weights_hash, _freeze(settings))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _noise_cached(run_path: str, weights_hash: str, frozen: tuple, _progress: Progress | None = None) -> dict:
+    from landscape_core.noise import noise_vs_batch_size
+
+    _count("noise")
+    out = noise_vs_batch_size(load_run_cached(run_path), progress=_progress, **_thaw(frozen))
+    out = out.to_dict() if hasattr(out, "to_dict") else dict(out)
+    out["computed_at"] = time.time()
+    return out
+
+
+def cached_noise(run_path: str, weights_hash: str, **settings: Any) -> dict:
+    """Cached ``noise_vs_batch_size(run, **settings)`` as a dict."""
+    progress = settings.pop("progress", None)
+    return _noise_cached(run_path, weights_hash, _freeze(settings), progress)
+
+
+# --- cost ---------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cost_string(run_path: str, weights_hash: str, samples: int | None, forwards: int = 0, hvps: int = 0) -> str:
+    """Human-readable estimate of a computation's cost (``landscape_core.cost`` when present: times one
+    forward and one HVP, multiplies)."""
+    try:
+        from landscape_core import cost as C
+    except ImportError:
+        return f"{forwards} loss evaluations + {hvps} Hessian-vector products on {samples or 'all'} examples"
+    run = load_run_cached(run_path)
+    lf = _loss_fn(run, samples, "train", 0)
+    est = C.estimate_cost(lf, forwards=forwards, hvps=hvps)
+    return str(est)
