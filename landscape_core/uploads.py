@@ -82,6 +82,12 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "w
 _PREFIXES = ("module.", "_orig_mod.")
 
 
+_TORCHSCRIPT_MSG = (
+    "this is a TorchScript archive (torch.jit.save), which can run code; "
+    "save a plain state dict instead: torch.save(model.state_dict(), 'weights.pt')"
+)
+
+
 class UploadError(ValueError):
     """An uploaded file was refused; the message is one line and says why."""
 
@@ -216,6 +222,11 @@ def _check_zip_sizes(zf: zipfile.ZipFile, *, max_entries: int, max_total: int, w
 
 def _run_zip_entries(zf: zipfile.ZipFile, max_bytes: int) -> dict[str, zipfile.ZipInfo]:
     """Validate an exported-run zip and map each known file name to its entry."""
+    parts = [PurePosixPath(n).parts for n in zf.namelist()]
+    if any(p and p[-1] == "data.pkl" for p in parts):
+        if any("constants.pkl" in p or "code" in p[:-1] for p in parts):
+            raise UploadError(_TORCHSCRIPT_MSG)
+        raise UploadError("this zip is a PyTorch checkpoint (torch.save), not a run export; upload it as .pt")
     infos = _check_zip_sizes(zf, max_entries=MAX_RUN_ZIP_ENTRIES, max_total=2 * max_bytes, what="run zip")
     files: dict[str, zipfile.ZipInfo] = {}
     prefixes: set[tuple[str, ...]] = set()
@@ -275,10 +286,7 @@ def _check_torch_zip(buf: bytes, max_bytes: int) -> None:
             _check_entry_name(n)
         parts = [PurePosixPath(n).parts for n in names]
         if any("constants.pkl" in p or "code" in p[:-1] for p in parts):
-            raise UploadError(
-                "this is a TorchScript archive (torch.jit.save), which can run code; "
-                "save a plain state dict instead: torch.save(model.state_dict(), 'weights.pt')"
-            )
+            raise UploadError(_TORCHSCRIPT_MSG)
         if not any(p[-1] == "data.pkl" for p in parts):
             if any(p[-1] in RUN_ZIP_FILES for p in parts):
                 raise UploadError("this looks like a run zip exported by the app; upload it with a .zip extension")
