@@ -1,0 +1,623 @@
+"""Loss surfaces: the loss (and accuracy) on a 1-D line or 2-D plane through the trained weights.
+
+A grid point is always evaluated at ``theta0 + a*d1 + b*d2`` computed fresh from the origin (never by
+accumulating steps), on fixed data in eval mode, as the dataset-mean loss (batch means weighted by
+batch size), exactly as :class:`~landscape_core.functional.LossFunction` defines it.
+
+Speed comes from evaluating many grid points at once:
+
+* the parameters of ``P`` grid points are built as one small matmul per tensor,
+  ``W[p] = W0 + C[p] @ D`` with ``C`` the ``(P, k)`` grid coefficients, and the network is run on all
+  of them together with ``torch.func.vmap`` over ``functional_call``, so every Linear/Conv layer
+  becomes one batched matmul;
+* for chain models (``nn.Sequential``, the zoo's MLP and CNN) whose first parametrised layer is a
+  Linear or Conv2d, that layer's pre-activation is affine in the coefficients,
+  ``X W(a,b)^T = X W0^T + a X D1^T + b X D2^T`` (+ ``b0 + a db1 + b db2``), so the three products are
+  computed once per data batch and every grid point costs one small combination there.
+
+Chunks of grid points are sized to stay under a memory budget (default 512 MB) and can be farmed out
+with :func:`landscape_core.parallel.parallel_map` (joblib loky, or a Dask cluster).
+
+Orientation: for a 2-D surface, ``loss[j, i]`` is the loss at ``(alphas[i], betas[j])``: rows follow
+the second direction (the y axis), columns the first (the x axis), as plotting libraries expect.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from .directions import DirectionSet
+from .params import Params
+
+ProgressFn = Callable[[float, str], None]
+Span = float | tuple[float, float] | tuple[tuple[float, float], tuple[float, float]]
+DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes per chunk of grid points
+
+
+# --- the batched evaluator --------------------------------------------------------------------------
+
+
+def _chain_leaves(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The model as a flat chain of ``(name prefix, module)``, or ``None`` if it is not a plain chain."""
+    from .models import MLP, SmallCNN
+
+    if isinstance(model, MLP):
+        roots: list[tuple[str, nn.Module]] = [("net", model.net)]
+    elif isinstance(model, SmallCNN):
+        roots = [("features", model.features), ("head", model.head)]
+    elif isinstance(model, nn.Sequential):
+        roots = [("", model)]
+    else:
+        return None
+    leaves: list[tuple[str, nn.Module]] = []
+
+    def walk(prefix: str, m: nn.Module) -> None:
+        if isinstance(m, nn.Sequential):
+            for name, child in m.named_children():
+                walk(f"{prefix}.{name}" if prefix else name, child)
+        else:
+            leaves.append((prefix, m))
+
+    for prefix, m in roots:
+        walk(prefix, m)
+    return leaves
+
+
+def _dry_run_max_activation(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x1: Tensor) -> int:
+    """Largest activation (entries per example) seen in a forward pass of one example."""
+    sizes = [x1[0].numel()]
+    hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(o[0].numel() if isinstance(o, Tensor) else 0))
+             for m in model.modules()]
+    try:
+        with torch.inference_mode():
+            functional_call(model, ({**params}, {**buffers}), (x1,))
+    finally:
+        for h in hooks:
+            h.remove()
+    return max(sizes)
+
+
+class BatchedEvaluator:
+    """Loss and accuracy at many points ``origin + sum_j c_j d_j`` at once (see module docstring).
+
+    Args:
+        loss_fn: a :class:`~landscape_core.functional.LossFunction` (its model is never modified).
+        origin: the centre point (default ``loss_fn.params0``).
+        directions: one or two direction dicts.
+        memory_budget: bytes of activations and parameters per chunk of points.
+        fast_first_layer: use the affine first-layer shortcut when the model allows it.
+    """
+
+    def __init__(
+        self,
+        loss_fn: Any,
+        origin: Params | None,
+        directions: Sequence[Mapping[str, Tensor]],
+        *,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        fast_first_layer: bool = True,
+    ) -> None:
+        self.loss_fn = loss_fn
+        like = loss_fn.params0
+        origin = like if origin is None else origin
+        dev, dt = loss_fn.device, loss_fn.dtype
+        for d in (origin, *directions):
+            if d.keys() != like.keys():
+                raise ValueError(f"direction keys do not match the model's parameters: {sorted(set(d) ^ set(like))[:5]}")
+        self.names = list(like)
+        self.k = len(directions)
+        self.origin = {n: origin[n].detach().to(dev, dt) for n in self.names}
+        # D[n]: (k, numel) so that W[p] = W0 + C[p] @ D
+        self.D = {n: torch.stack([d[n].detach().to(dev, dt).reshape(-1) for d in directions]) for n in self.names}
+        self.buffers = loss_fn.buffers
+        self.model = loss_fn.model
+        self.is_ce = loss_fn.loss_name == "cross_entropy"
+        self._criterion = loss_fn._criterion
+        self.plan = self._make_plan() if fast_first_layer else None
+        n_params = sum(v.numel() for v in self.origin.values())
+        x1 = loss_fn.batches[0][0][:1]
+        act = _dry_run_max_activation(self.model, self.origin, self.buffers, x1)
+        bytes_per = torch.finfo(dt).bits // 8
+        per_point = bytes_per * (4 * loss_fn.batch_size * act + 2 * n_params)
+        self.chunk = max(1, int(memory_budget // max(per_point, 1)))
+        self.block_elems = 2**18  # activation entries per block in the MLP fast path (fits in cache)
+        if self.plan is not None:
+            self._precompute()
+
+    # -- plan for chain models with a Linear/Conv first layer --
+    def _make_plan(self) -> dict | None:
+        leaves = _chain_leaves(self.model)
+        if not leaves:
+            return None
+        first = next((i for i, (_, m) in enumerate(leaves) if any(True for _ in m.parameters())), None)
+        if first is None:
+            return None
+        for _, m in leaves[:first]:
+            if any(True for _ in m.buffers()):
+                return None
+        pfx, layer = leaves[first]
+        if type(layer) not in (nn.Linear, nn.Conv2d):
+            return None
+        if isinstance(layer, nn.Conv2d) and layer.padding_mode != "zeros":
+            return None
+        local = {n for n, _ in layer.named_parameters()}
+        rest = nn.Sequential(*[m for _, m in leaves[first + 1 :]])
+        # map names of the rest chain ("j.name") to the model's full names
+        rest_map: dict[str, str] = {}
+        for j, (p, m) in enumerate(leaves[first + 1 :]):
+            for n, _ in m.named_parameters():
+                rest_map[f"{j}.{n}"] = f"{p}.{n}" if p else n
+        rest_buf: dict[str, str] = {}
+        for j, (p, m) in enumerate(leaves[first + 1 :]):
+            for n, _ in m.named_buffers():
+                rest_buf[f"{j}.{n}"] = f"{p}.{n}" if p else n
+        full = {f"{pfx}.{n}" if pfx else n for n in local}
+        if set(rest_map.values()) | full != set(self.names) or not set(rest_buf.values()) <= set(self.buffers):
+            return None
+        ops = _linear_chain_ops(leaves[first + 1 :], self.buffers)
+        wname = f"{pfx}.weight" if pfx else "weight"
+        bname = (f"{pfx}.bias" if pfx else "bias") if layer.bias is not None else None
+        return {
+            "pre": nn.Sequential(*[m for _, m in leaves[:first]]),
+            "layer": layer,
+            "w": wname,
+            "b": bname,
+            "rest": rest if len(rest) else None,
+            "rest_map": rest_map,
+            "rest_buf": {k: self.buffers[v] for k, v in rest_buf.items()},
+            "ops": ops,
+        }
+
+    def _layer_apply(self, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        layer = self.plan["layer"]
+        if isinstance(layer, nn.Linear):
+            return nn.functional.linear(x, w, b)
+        return nn.functional.conv2d(x, w, b, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+    @torch.inference_mode()
+    def _precompute(self) -> None:
+        plan = self.plan
+        w0, wn = self.origin[plan["w"]], plan["w"]
+        b0 = self.origin[plan["b"]] if plan["b"] else None
+        self._pre: list[tuple[Tensor, Tensor]] = []
+        for Xb, _yb in self.loss_fn.batches:
+            x = plan["pre"](Xb) if len(plan["pre"]) else Xb
+            z0 = self._layer_apply(x, w0, b0)
+            zs = torch.stack([self._layer_apply(x, self.D[wn][j].reshape(w0.shape), None) for j in range(self.k)])
+            self._pre.append((z0, zs))
+
+    # -- evaluation --
+    def _stack(self, C: Tensor, names: Mapping[str, str]) -> dict[str, Tensor]:
+        out = {}
+        for local, full in names.items():
+            w0 = self.origin[full]
+            out[local] = torch.addmm(w0.reshape(1, -1), C, self.D[full]).reshape(C.shape[0], *w0.shape)
+        return out
+
+    @torch.inference_mode()
+    def __call__(self, coords: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Loss and accuracy at each row of ``coords`` (``(M, k)``), as float64 arrays of length M."""
+        C_all = torch.as_tensor(np.asarray(coords, dtype=np.float64)).reshape(-1, self.k)
+        M = C_all.shape[0]
+        loss = torch.zeros(M, dtype=torch.float64)
+        correct = torch.zeros(M, dtype=torch.float64)
+        for s in range(0, M, self.chunk):
+            C = C_all[s : s + self.chunk].to(self.loss_fn.device, self.loss_fn.dtype)
+            lo, co = self._chunk(C)
+            loss[s : s + len(C)] = lo
+            correct[s : s + len(C)] = co
+        acc = (correct / self.loss_fn.n).numpy() if self.is_ce else np.full(M, np.nan)
+        return loss.numpy(), acc
+
+    def _chunk(self, C: Tensor) -> tuple[Tensor, Tensor]:
+        if self.plan is not None and self.plan["ops"] is not None and self.plan["layer"].__class__ is nn.Linear:
+            return self._chunk_linear_chain(C)
+        P = C.shape[0]
+        loss = torch.zeros(P, dtype=torch.float64)
+        correct = torch.zeros(P, dtype=torch.float64)
+        crit = vmap(self._criterion, in_dims=(0, None))
+        if self.plan is not None:
+            plan = self.plan
+            rest_params = self._stack(C, plan["rest_map"]) if plan["rest"] is not None else None
+            db = self.D[plan["b"]] if plan["b"] else None
+            conv = isinstance(plan["layer"], nn.Conv2d)
+            if plan["rest"] is not None:
+                rest_fn = vmap(
+                    lambda p, h: functional_call(plan["rest"], (p, plan["rest_buf"]), (h,)), in_dims=(0, 0)
+                )
+        else:
+            params = self._stack(C, {n: n for n in self.names})
+            full_fn = vmap(lambda p, x: functional_call(self.model, (p, self.buffers), (x,)), in_dims=(0, None))
+        for bi, (Xb, yb, w) in enumerate(self.loss_fn.iter_batches()):
+            if self.plan is not None:
+                z0, zs = self._pre[bi]
+                z = torch.addmm(z0.reshape(1, -1), C, zs.reshape(self.k, -1)).reshape(P, *z0.shape)
+                if db is not None:
+                    bias = C @ db  # (P, out)
+                    z = z + (bias[:, None, :, None, None] if conv else bias.reshape(P, *([1] * (z0.ndim - 1)), -1))
+                out = rest_fn(rest_params, z) if plan["rest"] is not None else z
+            else:
+                out = full_fn(params, Xb)
+            loss += w * crit(out, yb).double().cpu()
+            if self.is_ce:
+                correct += (out.argmax(-1) == yb).sum(1).double().cpu()
+        return loss, correct
+
+
+    def _chunk_linear_chain(self, C: Tensor) -> tuple[Tensor, Tensor]:
+        """MLP fast path: explicit batched matmuls (``baddbmm``), in-place activations, cache-sized blocks."""
+        plan = self.plan
+        P = C.shape[0]
+        loss = torch.zeros(P, dtype=torch.float64)
+        correct = torch.zeros(P, dtype=torch.float64)
+        db = self.D[plan["b"]] if plan["b"] else None
+        bias0 = C @ db if db is not None else None  # (P, F1)
+        stacked = []
+        for op in plan["ops"]:
+            kind = op[0]
+            if kind == "linear":
+                W = self._stack(C, {"w": op[1]})["w"].transpose(1, 2)  # (P, in, out)
+                b = self._stack(C, {"b": op[2]})["b"].unsqueeze(1) if op[2] else None
+                stacked.append((kind, W, b))
+            elif kind == "bn":
+                _, wn, bn, rm, rv, eps = op
+                g = self._stack(C, {"g": wn})["g"] if wn else torch.ones(P, rm.numel(), dtype=rm.dtype)
+                sh = self._stack(C, {"s": bn})["s"] if bn else torch.zeros(P, rm.numel(), dtype=rm.dtype)
+                inv = torch.rsqrt(rv + eps)
+                scale = g * inv
+                stacked.append((kind, scale.unsqueeze(1), (sh - rm * scale).unsqueeze(1)))
+            else:
+                stacked.append(op)
+        width = max([self._pre[0][0].shape[-1]] + [w.shape[-1] for k, w, *_ in stacked if k == "linear"])
+        block = max(8, int(self.block_elems // (P * width)))
+        crit = None if self.is_ce else vmap(self._criterion, in_dims=(0, None))
+        for bi, (_Xb, yb, _w) in enumerate(self.loss_fn.iter_batches()):
+            z0, zs = self._pre[bi]
+            for s in range(0, len(yb), block):
+                z0b, zsb, yy = z0[s : s + block], zs[:, s : s + block], yb[s : s + block]
+                n = len(yy)
+                h = torch.addmm(z0b.reshape(1, -1), C, zsb.reshape(self.k, -1)).reshape(P, n, -1)
+                if bias0 is not None:
+                    h += bias0.unsqueeze(1)
+                for op in stacked:
+                    kind = op[0]
+                    if kind == "linear":
+                        h = torch.baddbmm(op[2], h, op[1]) if op[2] is not None else torch.bmm(h, op[1])
+                    elif kind == "bn":
+                        h.mul_(op[1]).add_(op[2])
+                    else:
+                        h = op[1](h)
+                if self.is_ce:
+                    lse = torch.logsumexp(h, -1)
+                    picked = h.gather(-1, yy.view(1, n, 1).expand(P, n, 1)).squeeze(-1)
+                    loss += (lse - picked).sum(1).double()
+                    correct += (h.argmax(-1) == yy).sum(1).double()
+                else:
+                    loss += crit(h, yy).double() * n
+        return loss / self.loss_fn.n, correct
+
+
+_INPLACE_ACT: dict[type, Callable[[nn.Module], Callable[[Tensor], Tensor]]] = {
+    nn.Tanh: lambda m: torch.tanh_,
+    nn.ReLU: lambda m: torch.relu_,
+    nn.Sigmoid: lambda m: torch.sigmoid_,
+    nn.GELU: lambda m: (lambda h, a=m.approximate: nn.functional.gelu(h, approximate=a)),
+    nn.ELU: lambda m: (lambda h, a=m.alpha: nn.functional.elu_(h, a)),
+    nn.Softplus: lambda m: (lambda h, b=m.beta, t=m.threshold: nn.functional.softplus(h, b, t)),
+    nn.Identity: lambda m: (lambda h: h),
+    nn.Dropout: lambda m: (lambda h: h),  # eval mode
+}
+
+
+def _linear_chain_ops(leaves: list[tuple[str, nn.Module]], buffers: Mapping[str, Tensor]) -> list[tuple] | None:
+    """Linear / eval-BatchNorm1d / activation chain as explicit ops, or ``None`` if anything else occurs."""
+    ops: list[tuple] = []
+    full = lambda p, n: f"{p}.{n}" if p else n  # noqa: E731
+    for p, m in leaves:
+        if type(m) is nn.Linear:
+            ops.append(("linear", full(p, "weight"), full(p, "bias") if m.bias is not None else None))
+        elif type(m) is nn.BatchNorm1d and m.track_running_stats and m.running_mean is not None:
+            rm, rv = buffers[full(p, "running_mean")], buffers[full(p, "running_var")]
+            ops.append(("bn", full(p, "weight") if m.affine else None, full(p, "bias") if m.affine else None,
+                        rm, rv, m.eps))
+        elif type(m) in _INPLACE_ACT:
+            ops.append(("act", _INPLACE_ACT[type(m)](m)))
+        else:
+            return None
+    return ops
+
+
+def _eval_job(job: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Top-level (picklable) work function: evaluate one chunk of grid points in a worker."""
+    loss_fn, origin, directions, coords, threads, budget = job
+    if threads:
+        torch.set_num_threads(threads)
+    ev = BatchedEvaluator(loss_fn, origin, directions, memory_budget=budget)
+    return ev(coords)
+
+
+def evaluate_points(
+    loss_fn: Any,
+    directions: Sequence[Mapping[str, Tensor]],
+    coords: np.ndarray,
+    *,
+    origin: Params | None = None,
+    n_jobs: int = 1,
+    scheduler: Any = None,
+    progress: ProgressFn | None = None,
+    chunk: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loss and accuracy at ``origin + coords @ directions`` for every row of ``coords`` ``(M, k)``."""
+    coords = np.asarray(coords, dtype=np.float64).reshape(len(coords), -1)
+    M = len(coords)
+    if M == 0:
+        return np.zeros(0), np.zeros(0)
+    if n_jobs == 1 and scheduler is None:
+        ev = BatchedEvaluator(loss_fn, origin, directions, memory_budget=memory_budget)
+        step = chunk or ev.chunk
+        step = max(1, min(step, math.ceil(M / 8))) if progress is not None and chunk is None else step
+        parts_l, parts_a = [], []
+        for s in range(0, M, step):
+            lo, ac = ev(coords[s : s + step])
+            parts_l.append(lo)
+            parts_a.append(ac)
+            if progress is not None:
+                progress(min(1.0, (s + step) / M), f"{min(s + step, M)}/{M} grid points")
+        return np.concatenate(parts_l), np.concatenate(parts_a)
+    from .parallel import parallel_map, split_evenly
+
+    workers = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+    n_chunks = max(1, min(M, (4 * workers) if chunk is None else math.ceil(M / chunk)))
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers)) if scheduler is None else 0
+    idx = split_evenly(list(range(M)), n_chunks)
+    jobs = [(loss_fn, origin, list(directions), coords[ix[0] : ix[-1] + 1], threads, memory_budget) for ix in idx]
+    results = parallel_map(_eval_job, jobs, n_jobs=n_jobs, scheduler=scheduler, progress=progress)
+    return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+
+# --- surfaces ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Surface:
+    """A 1-D or 2-D loss surface and everything needed to reproduce it.
+
+    Attributes:
+        alphas: ``(na,)`` coordinates along the first direction.
+        betas: ``(nb,)`` coordinates along the second direction (``None`` for 1-D).
+        loss: 1-D ``(na,)``; 2-D ``(nb, na)`` with ``loss[j, i]`` at ``(alphas[i], betas[j])``.
+        accuracy: same shape as ``loss`` (``nan`` for regression losses).
+        center_loss: loss at the origin (theta0), evaluated directly by the loss closure.
+        center_accuracy: accuracy at the origin.
+        directions: the directions with their kind, seed and settings.
+        seed: the direction seed (``None`` if not random).
+        settings: grid, span, data and loss settings.
+        seconds: wall-clock time of the evaluation.
+    """
+
+    alphas: np.ndarray
+    betas: np.ndarray | None
+    loss: np.ndarray
+    accuracy: np.ndarray
+    center_loss: float
+    center_accuracy: float
+    directions: DirectionSet
+    seed: int | None
+    settings: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def dims(self) -> int:
+        return 1 if self.betas is None else 2
+
+    @property
+    def min_loss(self) -> float:
+        return float(np.nanmin(self.loss))
+
+    @property
+    def grid(self) -> list[int]:
+        return [len(self.alphas)] if self.betas is None else [len(self.alphas), len(self.betas)]
+
+    def to_dict(self) -> dict:
+        """JSON-able form (lists; non-finite values become ``None``)."""
+        def lst(a: np.ndarray | None) -> Any:
+            if a is None:
+                return None
+            return [lst(x) for x in a] if a.ndim > 1 else [float(x) if np.isfinite(x) else None for x in a]
+
+        return {
+            "dims": self.dims,
+            "grid": self.grid,
+            "alphas": lst(self.alphas),
+            "betas": lst(self.betas),
+            "loss": lst(self.loss),
+            "accuracy": lst(self.accuracy),
+            "center_loss": self.center_loss,
+            "center_accuracy": self.center_accuracy if math.isfinite(self.center_accuracy) else None,
+            "min_loss": self.min_loss,
+            "directions": self.directions.to_dict(),
+            "seed": self.seed,
+            "settings": self.settings,
+            "seconds": self.seconds,
+        }
+
+
+def _span_1d(span: Any) -> tuple[float, float]:
+    if isinstance(span, (int, float)):
+        lo, hi = -float(span), float(span)
+    else:
+        try:
+            lo, hi = (float(x) for x in span)
+        except (TypeError, ValueError):
+            raise ValueError(f"span must be a positive number or a (lo, hi) pair, got {span!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ValueError(f"span must be positive (lo < hi), got {span!r}")
+    return lo, hi
+
+
+def _span_2d(span: Any) -> tuple[tuple[float, float], tuple[float, float]]:
+    if isinstance(span, (int, float)):
+        return _span_1d(span), _span_1d(span)
+    try:
+        a, b = span
+    except (TypeError, ValueError):
+        raise ValueError(f"span must be a number or ((a0, a1), (b0, b1)), got {span!r}") from None
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return _span_1d((a, b)), _span_1d((a, b))
+    return _span_1d(a), _span_1d(b)
+
+
+def _check_grid(n: Any, what: str = "grid") -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"{what} must be an integer >= 2, got {n!r}")
+    if n > 1001:
+        raise ValueError(f"{what} must be at most 1001 points per axis, got {n}")
+    return int(n)
+
+
+def _as_set(d: Sequence[Mapping[str, Tensor]], directions: DirectionSet | None) -> DirectionSet:
+    if directions is not None:
+        return directions
+    return DirectionSet(kind="custom", directions=[dict(x) for x in d], seed=None, normalization="none", ignore_1d=False)
+
+
+def _base_settings(loss_fn: Any) -> dict:
+    return {"n_examples": int(loss_fn.n), "loss": loss_fn.loss_name, "dtype": str(loss_fn.dtype).replace("torch.", "")}
+
+
+def surface_1d(
+    loss_fn: Any,
+    d: Params,
+    *,
+    span: Span = 1.0,
+    grid: int = 51,
+    origin: Params | None = None,
+    progress: ProgressFn | None = None,
+    chunk: int | None = None,
+    n_jobs: int = 1,
+    scheduler: Any = None,
+    directions: DirectionSet | None = None,
+) -> Surface:
+    """Loss along ``theta0 + a*d`` for ``grid`` values of ``a`` in ``span`` (``s`` means ``[-s, s]``)."""
+    lo, hi = _span_1d(span)
+    na = _check_grid(grid)
+    t0 = time.perf_counter()
+    alphas = np.linspace(lo, hi, na)
+    loss, acc = evaluate_points(
+        loss_fn, [d], alphas[:, None], origin=origin, n_jobs=n_jobs, scheduler=scheduler, progress=progress, chunk=chunk
+    )
+    c_loss, c_acc = loss_fn.evaluate(origin)
+    ds = _as_set([d], directions)
+    settings = {**_base_settings(loss_fn), "grid": [na], "span": [lo, hi]}
+    return Surface(alphas, None, loss, acc, c_loss, c_acc, ds, ds.seed, settings, time.perf_counter() - t0)
+
+
+def surface_2d(
+    loss_fn: Any,
+    d1: Params,
+    d2: Params,
+    *,
+    span: Span = 1.0,
+    grid: int | tuple[int, int] = 41,
+    origin: Params | None = None,
+    progress: ProgressFn | None = None,
+    n_jobs: int = 1,
+    scheduler: Any = None,
+    chunk: int | None = None,
+    directions: DirectionSet | None = None,
+) -> Surface:
+    """Loss and accuracy on the plane ``theta0 + a*d1 + b*d2`` (Li et al. 2018).
+
+    Args:
+        loss_fn: the loss closure (fixed data, eval mode).
+        d1, d2: directions (e.g. from :func:`~landscape_core.directions.random_plane`).
+        span: ``s`` (both axes ``[-s, s]``), ``(lo, hi)`` (both axes) or ``((a0, a1), (b0, b1))``.
+        grid: points per axis, ``n`` or ``(na, nb)``.
+        origin: centre point (default ``loss_fn.params0``).
+        progress: ``progress(fraction, message)``.
+        n_jobs, scheduler: parallel evaluation (see :func:`landscape_core.parallel.parallel_map`).
+        chunk: grid points per evaluation chunk (default: from a 512 MB memory budget).
+        directions: the :class:`DirectionSet` the directions came from (recorded in the result).
+    """
+    (a0, a1), (b0, b1) = _span_2d(span)
+    na, nb = (grid, grid) if isinstance(grid, (int, np.integer)) and not isinstance(grid, bool) else tuple(grid)
+    na, nb = _check_grid(na), _check_grid(nb)
+    t0 = time.perf_counter()
+    alphas, betas = np.linspace(a0, a1, na), np.linspace(b0, b1, nb)
+    A, B = np.meshgrid(alphas, betas)  # (nb, na)
+    coords = np.stack([A.ravel(), B.ravel()], axis=1)
+    loss, acc = evaluate_points(
+        loss_fn, [d1, d2], coords, origin=origin, n_jobs=n_jobs, scheduler=scheduler, progress=progress, chunk=chunk
+    )
+    c_loss, c_acc = loss_fn.evaluate(origin)
+    ds = _as_set([d1, d2], directions)
+    settings = {**_base_settings(loss_fn), "grid": [na, nb], "span": [[a0, a1], [b0, b1]]}
+    return Surface(
+        alphas, betas, loss.reshape(nb, na), acc.reshape(nb, na), c_loss, c_acc, ds, ds.seed, settings,
+        time.perf_counter() - t0,
+    )
+
+
+def progressive_surface_2d(
+    loss_fn: Any,
+    d1: Params,
+    d2: Params,
+    *,
+    span: Span = 1.0,
+    levels: Sequence[int] = (11, 21, 41),
+    origin: Params | None = None,
+    directions: DirectionSet | None = None,
+    n_jobs: int = 1,
+    scheduler: Any = None,
+) -> Iterator[Surface]:
+    """Yield the surface on coarse, then finer grids (for a display that sharpens as it computes).
+
+    Points of a coarser level that lie on the finer grid (e.g. 11 -> 21 -> 41, where ``(n_f - 1)`` is a
+    multiple of ``(n_c - 1)``) are reused, not recomputed.
+    """
+    (a0, a1), (b0, b1) = _span_2d(span)
+    levels = [_check_grid(n, "level") for n in levels]
+    if not levels:
+        raise ValueError("levels must not be empty")
+    known: dict[tuple[int, int], tuple[float, float]] = {}  # key: exact grid position at the finest level
+    finest = max(levels)
+    c_loss, c_acc = loss_fn.evaluate(origin)
+    ds = _as_set([d1, d2], directions)
+    for n in levels:
+        t0 = time.perf_counter()
+        alphas, betas = np.linspace(a0, a1, n), np.linspace(b0, b1, n)
+        keys: list[tuple[int, int] | None] = []
+        for j in range(n):
+            for i in range(n):
+                fi, fj = i * (finest - 1), j * (finest - 1)
+                keys.append((fi // (n - 1), fj // (n - 1)) if fi % (n - 1) == 0 and fj % (n - 1) == 0 else None)
+        todo = [p for p, key in enumerate(keys) if key is None or key not in known]
+        todo_set = set(todo)
+        A, B = np.meshgrid(alphas, betas)
+        coords = np.stack([A.ravel(), B.ravel()], axis=1)
+        loss = np.empty(n * n)
+        acc = np.empty(n * n)
+        if todo:
+            lo, ac = evaluate_points(loss_fn, [d1, d2], coords[todo], origin=origin, n_jobs=n_jobs, scheduler=scheduler)
+            loss[todo], acc[todo] = lo, ac
+        for p, key in enumerate(keys):
+            if key is not None:
+                if p not in todo_set:
+                    loss[p], acc[p] = known[key]
+                else:
+                    known[key] = (loss[p], acc[p])
+        settings = {**_base_settings(loss_fn), "grid": [n, n], "span": [[a0, a1], [b0, b1]],
+                    "level": n, "levels": list(levels), "new_points": len(todo)}
+        yield Surface(alphas, betas, loss.reshape(n, n), acc.reshape(n, n), c_loss, c_acc, ds, ds.seed, settings,
+                      time.perf_counter() - t0)
