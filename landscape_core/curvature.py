@@ -1,0 +1,233 @@
+"""One call for a Hessian analysis of a run or a loss: what the CLI, the UI and the reports use.
+
+``analyze_hessian(run)`` builds the loss on a fixed, seeded subset (eval mode, detached weights),
+the Hessian operator, and runs the estimators asked for: top-k eigenpairs (Lanczos with full
+reorthogonalisation), the smallest eigenvalue, the trace (Hutch++ or Hutchinson with a standard
+error), the SLQ spectral density, per-layer blocks (top eigenvalue and trace of each module's
+weight+bias block, other parameters fixed) and, for small models, the exact spectrum. The result is
+a frozen :class:`CurvatureResult` whose ``to_dict()`` is JSON-able.
+
+Per-layer traces are traces of the diagonal blocks ``H_bb``; they sum to ``tr(H)`` exactly (each is
+computed exactly with ``n_b`` unit-vector products when ``n_b <= trace_probes``, else estimated).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .functional import LossFunction, loss_function_for_run
+from .hessian import LinearOperator, hessian_operator, parameter_groups
+from .lanczos import condition_number, lanczos
+from .trace import TraceResult, hutchinson, hutchpp
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class CurvatureResult:
+    """Everything :func:`analyze_hessian` measured (JSON-able through :meth:`to_dict`)."""
+
+    eigenvalues: list[float]
+    residuals: list[float]
+    converged: bool
+    matvecs: int
+    seconds: float
+    num_params: int
+    condition: dict
+    trace: dict | None = None
+    density: dict | None = None
+    per_layer: list[dict] | None = None
+    exact_eigenvalues: list[float] | None = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def lambda_max(self) -> float:
+        return self.eigenvalues[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "eigenvalues": list(self.eigenvalues),
+            "residuals": list(self.residuals),
+            "converged": self.converged,
+            "matvecs": self.matvecs,
+            "seconds": self.seconds,
+            "num_params": self.num_params,
+            "condition": dict(self.condition),
+            "trace": None if self.trace is None else dict(self.trace),
+            "density": None if self.density is None else dict(self.density),
+            "per_layer": None if self.per_layer is None else [dict(d) for d in self.per_layer],
+            "exact_eigenvalues": None if self.exact_eigenvalues is None else list(self.exact_eigenvalues),
+            "settings": dict(self.settings),
+        }
+
+
+def exact_trace_by_unit_vectors(op: LinearOperator) -> float:
+    """``sum_i e_i^T A e_i`` with ``n`` matvecs: the exact trace (for small blocks / references)."""
+    total = 0.0
+    e = torch.zeros(op.dim, device=op.device, dtype=op.dtype)
+    for i in range(op.dim):
+        e.zero_()
+        e[i] = 1
+        total += float(op.matvec(e)[i])
+    return total
+
+
+def _trace(op: LinearOperator, probes: int, method: str, seed: int) -> dict:
+    if op.dim <= probes:
+        start = op.matvecs
+        return {"mean": exact_trace_by_unit_vectors(op), "stderr": 0.0, "matvecs": op.matvecs - start,
+                "method": "exact"}
+    if method == "hutch++" and probes >= 3:
+        r: TraceResult = hutchpp(op, probes, seed=seed)
+    else:
+        r = hutchinson(op, probes, seed=seed)
+    return {"mean": r.mean, "stderr": r.stderr, "matvecs": r.matvecs, "method": r.method}
+
+
+def _loss_for(run_or_lossfn, samples, split, seed, device) -> LossFunction:
+    if isinstance(run_or_lossfn, LossFunction):
+        return run_or_lossfn
+    if hasattr(run_or_lossfn, "train_data") and hasattr(run_or_lossfn, "model"):
+        if samples is not None and (not isinstance(samples, int) or samples < 1):
+            raise ValueError(f"samples must be a positive integer or None (all), got {samples!r}")
+        return loss_function_for_run(run_or_lossfn, split=split, samples=samples, seed=seed, device=device)
+    raise ValueError(f"expected a Run or a LossFunction, got {type(run_or_lossfn).__name__}")
+
+
+def analyze_hessian(
+    run_or_lossfn,
+    *,
+    top_k: int = 5,
+    trace: bool = True,
+    trace_probes: int = 50,
+    trace_method: Literal["hutch++", "hutchinson"] = "hutch++",
+    density: bool = False,
+    density_probes: int = 4,
+    lanczos_steps: int = 60,
+    per_layer: bool = False,
+    smallest: bool = True,
+    samples: int | None = 512,
+    split: Literal["train", "test"] = "train",
+    seed: int = 0,
+    exact: bool = False,
+    tol: float = 1e-6,
+    max_iter: int | None = None,
+    mode: str = "auto",
+    progress: Progress | None = None,
+    device: str = "cpu",
+) -> CurvatureResult:
+    """Hessian analysis of a run (or a loss function) at its trained weights.
+
+    Args:
+        run_or_lossfn: a loaded ``Run`` (the loss is built on ``samples`` examples of ``split``) or a
+            ready ``LossFunction`` (then ``samples``/``split``/``device`` are ignored).
+        top_k: number of largest eigenvalues (Lanczos, relative residual ``tol``).
+        trace, trace_probes, trace_method: trace estimate with this matvec budget.
+        density, density_probes, lanczos_steps: SLQ spectral density.
+        per_layer: top eigenvalue and trace of each module's block.
+        smallest: also find the smallest (most negative) eigenvalue for the condition summary.
+        exact: dense float64 spectrum too (small models only, <= 5000 parameters).
+        progress: ``(fraction, message)`` callback.
+
+    Raises:
+        ValueError: bad settings (``top_k`` above the parameter count, ``samples < 1``...).
+    """
+    t0 = time.perf_counter()
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if trace_method not in ("hutch++", "hutchinson"):
+        raise ValueError(f"unknown trace method {trace_method!r}; choose 'hutch++' or 'hutchinson'")
+    if not (isinstance(trace_probes, int) and trace_probes >= 1):
+        raise ValueError(f"trace_probes must be a positive integer, got {trace_probes!r}")
+    lf = _loss_for(run_or_lossfn, samples, split, seed, device)
+    op = hessian_operator(lf, mode=mode)  # type: ignore[arg-type]
+    n = op.dim
+    if not (isinstance(top_k, int) and 1 <= top_k <= n):
+        raise ValueError(f"top_k must be between 1 and the number of parameters {n}, got {top_k}")
+    stages = 1 + int(smallest) + int(trace) + int(density) + int(per_layer) + int(exact)
+    done = [0]
+
+    def step(msg: str) -> None:
+        if progress is not None:
+            progress(done[0] / stages, msg)
+        done[0] += 1
+
+    step(f"top-{top_k} eigenvalues (Lanczos, {n} parameters)")
+    top = lanczos(op, top_k, which="largest", tol=tol, max_iter=max_iter, seed=seed)
+    eig = top.eigenvalues.tolist()
+    lam_min = None
+    if smallest:
+        step("smallest eigenvalue (Lanczos)")
+        low = lanczos(op, 1, which="smallest", tol=max(tol, 1e-4), max_iter=min(n, 100), seed=seed + 1)
+        lam_min = {"value": float(low.eigenvalues[0]), "residual": float(low.residuals[0]),
+                   "converged": low.converged}
+    tr = None
+    if trace:
+        step(f"trace ({trace_method}, {trace_probes} matvecs)")
+        tr = _trace(op, trace_probes, trace_method, seed)
+    dens = None
+    if density:
+        from .density import slq_density
+
+        step(f"spectral density (SLQ, {density_probes} probes x {lanczos_steps} steps)")
+        dens = slq_density(op, num_probes=density_probes, lanczos_steps=lanczos_steps, seed=seed).to_dict()
+    layers = None
+    if per_layer:
+        step("per-layer blocks")
+        layers = []
+        for name, group in parameter_groups(op.names):
+            bop = hessian_operator(lf, names=group, mode=mode, check=False)  # type: ignore[arg-type]
+            b = lanczos(bop, 1, which="largest", tol=max(tol, 1e-5), max_iter=max_iter, seed=seed)
+            t = _trace(bop, trace_probes, trace_method, seed)
+            layers.append({
+                "name": name, "params": group, "numel": bop.dim, "lambda_max": float(b.eigenvalues[0]),
+                "trace": t["mean"], "trace_stderr": t["stderr"], "trace_method": t["method"],
+                "matvecs": bop.matvecs,
+            })
+    exact_eigs = None
+    if exact:
+        from .exact import exact_spectrum
+
+        step("exact spectrum (dense float64)")
+        exact_eigs = exact_spectrum(lf)[::-1].tolist()
+    if exact_eigs is not None:
+        cond = {"source": "exact", **condition_number(exact_eigs)}
+    elif dens is not None:
+        nodes = np.concatenate([np.asarray(x) for x in dens["ritz_values"]])
+        wts = np.concatenate([np.asarray(x) for x in dens["ritz_weights"]])
+        cond = {"source": "density", **condition_number(nodes, wts)}
+        cond["lambda_max"] = max(eig[0], cond["lambda_max"])
+    else:
+        cand = eig + ([lam_min["value"]] if lam_min else [])
+        cond = {"source": "lanczos", **condition_number(cand)}
+    if lam_min is not None:
+        cond["lambda_min_lanczos"] = lam_min
+    if progress is not None:
+        progress(1.0, "done")
+    total_mv = op.matvecs + sum(d["matvecs"] for d in layers or [])
+    settings = {
+        "top_k": top_k, "trace_probes": trace_probes, "trace_method": trace_method,
+        "density_probes": density_probes if density else None, "lanczos_steps": lanczos_steps if density else None,
+        "samples": samples if not isinstance(run_or_lossfn, LossFunction) else lf.n, "examples": lf.n,
+        "split": split, "seed": seed, "tol": tol, "hvp_mode": op.mode, "device": str(lf.device),
+    }
+    return CurvatureResult(
+        eigenvalues=eig,
+        residuals=top.residuals.tolist(),
+        converged=top.converged,
+        matvecs=total_mv,
+        seconds=time.perf_counter() - t0,
+        num_params=n,
+        condition=cond,
+        trace=tr,
+        density=dens,
+        per_layer=layers,
+        exact_eigenvalues=exact_eigs,
+        settings=settings,
+    )

@@ -1,0 +1,182 @@
+"""Stochastic trace estimation: Hutchinson (fixed budgets, with a standard error) and Hutch++.
+
+Hutchinson (1989): for probes ``z`` with ``E[z z^T] = I`` (Rademacher or Gaussian),
+``E[z^T A z] = tr(A)``; the mean of ``N`` independent estimates has standard error
+``std(z_i^T A z_i) / sqrt(N)``. Budgets are fixed up front (or a fixed standard-error target): never
+stop on "the running mean changed by less than tol", which stops early on lucky streaks and biases
+the result.
+
+Hutch++ (Meyer, Musco, Musco, Woodruff 2021): sketch ``Q = orth(A S)`` with ``s`` probes, take the
+top part exactly, ``tr(Q^T A Q)``, and Hutchinson only on the deflated rest
+``(I - QQ^T) A (I - QQ^T)``. For spectra dominated by a few large eigenvalues (neural-net Hessians)
+the rest has a far smaller variance: error ``O(1/m)`` instead of ``O(1/sqrt(m))`` in ``m`` matvecs.
+
+Example:
+    >>> import torch
+    >>> A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
+    >>> round(hutchpp(A, 30).mean, 6)   # rank <= 10 is captured exactly by a 10-column sketch
+    55.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .hessian import LinearOperator, as_operator
+
+Distribution = Literal["rademacher", "gaussian"]
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """A trace estimate.
+
+    Attributes:
+        mean: the estimate.
+        stderr: its standard error (0 when exact, ``nan`` with fewer than two probes).
+        matvecs: operator applications used.
+        estimates: per-probe values ``z_i^T A z_i`` (Hutch++: of the deflated part, plus the exact part).
+        running_mean: mean of the first ``i`` estimates, for convergence plots.
+    """
+
+    mean: float
+    stderr: float
+    matvecs: int
+    estimates: np.ndarray
+    running_mean: np.ndarray
+    method: str = "hutchinson"
+
+    def to_dict(self) -> dict:
+        return {
+            "mean": float(self.mean),
+            "stderr": float(self.stderr) if math.isfinite(self.stderr) else None,
+            "matvecs": int(self.matvecs),
+            "method": self.method,
+            "estimates": [float(x) for x in self.estimates],
+            "running_mean": [float(x) for x in self.running_mean],
+        }
+
+
+def _probes(n: int, m: int, distribution: str, gen: torch.Generator, device, dtype) -> Tensor:
+    """``m`` probe vectors (columns) drawn on the CPU generator, moved to ``device``."""
+    if distribution == "rademacher":
+        z = torch.randint(0, 2, (n, m), generator=gen, dtype=torch.int8).to(torch.float64) * 2 - 1
+    elif distribution == "gaussian":
+        z = torch.randn(n, m, generator=gen, dtype=torch.float64)
+    else:
+        raise ValueError(f"unknown probe distribution {distribution!r}; choose 'rademacher' or 'gaussian'")
+    return z.to(device=device, dtype=dtype)
+
+
+def _stderr(x: np.ndarray) -> float:
+    return float(np.std(x, ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
+def _quad(op: LinearOperator, z: Tensor) -> float:
+    return float(torch.dot(op.matvec(z).double(), z.double()))
+
+
+def hutchinson(
+    op: LinearOperator | Tensor,
+    num_probes: int,
+    *,
+    distribution: Distribution = "rademacher",
+    seed: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+) -> TraceResult:
+    """Hutchinson's estimator ``tr(A) ~ (1/N) sum_i z_i^T A z_i`` with a fixed budget of ``N`` probes."""
+    op = as_operator(op)
+    if not (isinstance(num_probes, int) and num_probes >= 1):
+        raise ValueError(f"num_probes must be a positive integer, got {num_probes!r}")
+    gen = torch.Generator().manual_seed(seed)
+    start = op.matvecs
+    est = np.empty(num_probes)
+    for i in range(num_probes):
+        z = _probes(op.dim, 1, distribution, gen, op.device, op.dtype)[:, 0]
+        est[i] = _quad(op, z)
+        if progress is not None:
+            progress((i + 1) / num_probes, f"trace probe {i + 1}/{num_probes}")
+    running = np.cumsum(est) / np.arange(1, num_probes + 1)
+    return TraceResult(float(est.mean()), _stderr(est), op.matvecs - start, est, running)
+
+
+def hutchinson_to_stderr(
+    op: LinearOperator | Tensor,
+    target_stderr: float,
+    max_probes: int,
+    *,
+    min_probes: int = 10,
+    distribution: Distribution = "rademacher",
+    seed: int = 0,
+) -> TraceResult:
+    """Hutchinson until the *standard error* is at most ``target_stderr`` (or ``max_probes`` are used).
+
+    The stopping rule looks at the estimated standard error after at least ``min_probes`` probes, never
+    at changes of the running mean.
+    """
+    op = as_operator(op)
+    if not target_stderr > 0:
+        raise ValueError(f"target_stderr must be > 0, got {target_stderr}")
+    if not (isinstance(max_probes, int) and max_probes >= 2):
+        raise ValueError(f"max_probes must be an integer >= 2, got {max_probes!r}")
+    min_probes = max(2, min(min_probes, max_probes))
+    gen = torch.Generator().manual_seed(seed)
+    start = op.matvecs
+    est: list[float] = []
+    while len(est) < max_probes:
+        z = _probes(op.dim, 1, distribution, gen, op.device, op.dtype)[:, 0]
+        est.append(_quad(op, z))
+        if len(est) >= min_probes and _stderr(np.asarray(est)) <= target_stderr:
+            break
+    x = np.asarray(est)
+    return TraceResult(float(x.mean()), _stderr(x), op.matvecs - start, x, np.cumsum(x) / np.arange(1, len(x) + 1))
+
+
+def hutchpp(
+    op: LinearOperator | Tensor,
+    num_matvecs: int,
+    *,
+    sketch_size: int | None = None,
+    distribution: Distribution = "rademacher",
+    seed: int = 0,
+) -> TraceResult:
+    """Hutch++ (Meyer et al. 2021) with ``num_matvecs`` operator applications.
+
+    ``sketch_size`` ``s`` (default ``num_matvecs // 3``): ``s`` matvecs for ``A S``, ``s`` for
+    ``A Q``, the remaining ``r = num_matvecs - 2 s`` for Hutchinson on the deflated operator. The standard
+    error is that of the deflated Hutchinson part (the sketch part is exact given ``Q``).
+    """
+    op = as_operator(op)
+    if not (isinstance(num_matvecs, int) and num_matvecs >= 3):
+        raise ValueError(f"hutch++ needs num_matvecs >= 3, got {num_matvecs!r}")
+    n = op.dim
+    s = num_matvecs // 3 if sketch_size is None else int(sketch_size)
+    if not 1 <= s or 2 * s > num_matvecs:
+        raise ValueError(f"sketch_size must be between 1 and num_matvecs/2, got {s}")
+    s = min(s, n)
+    r = num_matvecs - 2 * s
+    gen = torch.Generator().manual_seed(seed)
+    start = op.matvecs
+    S = _probes(n, s, distribution, gen, op.device, op.dtype)
+    Q, _ = torch.linalg.qr(op.matmat(S).double())
+    Q = Q.to(op.dtype)
+    exact = float(torch.einsum("ij,ij->", Q.double(), op.matmat(Q).double()))
+    est = np.empty(r)
+    for i in range(r):
+        g = _probes(n, 1, distribution, gen, op.device, op.dtype)[:, 0]
+        g = g - Q @ (Q.T @ g)
+        est[i] = _quad(op, g)
+    if r:
+        mean = exact + float(est.mean())
+        se = _stderr(est) if s < n else 0.0
+        running = exact + np.cumsum(est) / np.arange(1, r + 1)
+    else:
+        mean, se, running = exact, (0.0 if s >= n else float("nan")), np.array([exact])
+    return TraceResult(mean, se, op.matvecs - start, exact + est, running, method="hutch++")

@@ -1,0 +1,153 @@
+"""Hessian operator: matches the dense float64 torch.func.hessian in both HVP modes, batch weighting,
+parameter subsets, determinism check, no mutation of the model."""
+
+import pytest
+import torch
+from torch import nn
+
+from landscape_core.exact import dense_hessian, exact_spectrum
+from landscape_core.functional import LossFunction
+from landscape_core.hessian import DenseOperator, hessian_operator, parameter_groups
+from landscape_core.params import model_hash
+
+
+def tiny(batchnorm: bool = False, seed: int = 0):
+    torch.manual_seed(seed)
+    layers = [nn.Linear(4, 6)] + ([nn.BatchNorm1d(6)] if batchnorm else []) + [nn.Tanh(), nn.Linear(6, 3)]
+    m = nn.Sequential(*layers)
+    if batchnorm:  # non-trivial running statistics, then eval
+        m.train()
+        with torch.no_grad():
+            m(torch.randn(64, 4) * 2 + 0.5)
+    m.eval()
+    X = torch.randn(20, 4)
+    y = torch.randint(0, 3, (20,))
+    return m, X, y
+
+
+def reference_hessian(m, X, y):
+    """Full-batch dense float64 Hessian written independently of the engine (torch.func.hessian)."""
+    import copy
+
+    model = copy.deepcopy(m).double().eval()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+    shapes = [(k, v.shape, v.numel()) for k, v in params.items()]
+
+    def f(x):
+        d, i = {}, 0
+        for k, s, n in shapes:
+            d[k] = x[i : i + n].reshape(s)
+            i += n
+        out = torch.func.functional_call(model, {**d, **buffers}, (X.double(),))
+        return nn.functional.cross_entropy(out, y)
+
+    flat = torch.cat([v.reshape(-1) for v in params.values()])
+    return torch.func.hessian(f)(flat)
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+@pytest.mark.parametrize("mode", ["fwd_rev", "rev_rev"])
+def test_operator_matches_dense_hessian_with_batch_weighting(batchnorm, mode):
+    m, X, y = tiny(batchnorm)
+    H = reference_hessian(m, X, y)
+    lf = LossFunction(m, X, y, batch_size=7, dtype=torch.float64)  # batches 7, 7, 6 weighted by size
+    h0 = model_hash(m)
+    op = hessian_operator(lf, mode=mode)
+    assert op.shape == (H.shape[0], H.shape[0])
+    V = torch.randn(op.dim, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(op.matmat(V), H @ V, atol=1e-12, rtol=1e-10)
+    assert op.matvecs == 3
+    assert model_hash(m) == h0
+
+
+def test_dense_builds_full_matrix():
+    m, X, y = tiny(True)
+    H = reference_hessian(m, X, y)
+    op = hessian_operator(LossFunction(m, X, y, batch_size=7, dtype=torch.float64))
+    assert torch.allclose(op.dense(), H, atol=1e-12, rtol=1e-10)
+    assert op.matvecs == op.dim == 4 * 6 + 6 + 6 + 6 + 6 * 3 + 3
+
+
+def test_modes_agree_and_float32_close():
+    m, X, y = tiny(True)
+    lf = LossFunction(m, X, y, batch_size=5)
+    V = torch.randn(63, 4, generator=torch.Generator().manual_seed(2))
+    a = hessian_operator(lf, mode="fwd_rev").matmat(V)
+    b = hessian_operator(lf, mode="rev_rev").matmat(V)
+    assert a.dtype == torch.float32
+    assert torch.allclose(a, b, atol=1e-5)
+    H = reference_hessian(m, X, y)
+    assert torch.allclose(a.double(), H @ V.double(), atol=1e-4)
+
+
+def test_dense_hessian_and_exact_spectrum():
+    m, X, y = tiny()
+    H = reference_hessian(m, X, y)
+    lf = LossFunction(m, X, y, batch_size=3)
+    assert torch.allclose(dense_hessian(lf), H, atol=1e-12)
+    ev = exact_spectrum(lf)
+    assert abs(ev - torch.linalg.eigvalsh(H).numpy()).max() < 1e-12
+
+
+def test_exact_refuses_large_models():
+    m = nn.Sequential(nn.Linear(100, 60), nn.Tanh(), nn.Linear(60, 3))
+    lf = LossFunction(m, torch.randn(5, 100), torch.randint(0, 3, (5,)))
+    with pytest.raises(ValueError, match="6243 parameters"):
+        dense_hessian(lf)
+
+
+def test_parameter_subset_is_diagonal_block():
+    m, X, y = tiny()
+    H = reference_hessian(m, X, y)
+    lf = LossFunction(m, X, y, dtype=torch.float64)
+    groups = parameter_groups([k for k, _ in m.named_parameters()])
+    assert [g for g, _ in groups] == ["0", "2"]
+    op = hessian_operator(lf, names=groups[1][1])
+    n0 = 4 * 6 + 6
+    assert op.dim == 6 * 3 + 3
+    V = torch.randn(op.dim, 3, dtype=torch.float64)
+    assert torch.allclose(op.matmat(V), H[n0:, n0:] @ V, atol=1e-12)
+
+
+def test_operator_at_other_params_and_no_aliasing():
+    m, X, y = tiny()
+    lf = LossFunction(m, X, y, dtype=torch.float64)
+    m2, _, _ = tiny()
+    with torch.no_grad():
+        for _, v in m2.named_parameters():
+            v.add_(0.1)
+    p = {k: v.detach().double().clone() for k, v in m2.named_parameters()}
+    p_before = {k: v.clone() for k, v in p.items()}
+    op = hessian_operator(lf, p)
+    V = torch.randn(op.dim, 3, dtype=torch.float64)
+    assert torch.allclose(op.matmat(V), reference_hessian(m2, X, y) @ V, atol=1e-12)
+    assert all(torch.equal(p[k], p_before[k]) for k in p)
+
+
+def test_determinism_check_refuses_train_mode():
+    m, X, y = tiny(True)
+    lf = LossFunction(m, X, y)
+    lf.model.train()
+    with pytest.raises(ValueError, match="BatchNorm module '1' is in train mode"):
+        hessian_operator(lf)
+    m = nn.Sequential(nn.Linear(4, 5), nn.Dropout(0.5), nn.Linear(5, 3))
+    lf = LossFunction(m, X, y)
+    lf.model.train()
+    with pytest.raises(ValueError, match="dropout"):
+        hessian_operator(lf)
+
+
+def test_bad_inputs():
+    m, X, y = tiny()
+    lf = LossFunction(m, X, y)
+    with pytest.raises(ValueError, match="nope"):
+        hessian_operator(lf, names=["nope"])
+    with pytest.raises(ValueError, match="mode"):
+        hessian_operator(lf, mode="fast")
+    op = hessian_operator(lf)
+    with pytest.raises(ValueError, match="length"):
+        op.matvec(torch.zeros(3))
+    d = DenseOperator(torch.eye(3))
+    d.matvec(torch.ones(3))
+    assert d.matvecs == 1
