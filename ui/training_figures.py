@@ -1,0 +1,76 @@
+"""Plotly figures for training: learning curves, sharpness against the 2/lr stability line, compare overlays.
+
+All builders take plain lists/dicts (a run's ``history`` rows, sharpness records), so they are cheap
+to test and to call on every progress update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+OPT_COLORS = {"sgd": "#1f77b4", "adam": "#2ca02c", "adamw": "#17becf", "sam": "#d62728", "asam": "#ff7f0e",
+              "sam-adam": "#9467bd"}
+_FALLBACK = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+def color_for(name: str, i: int = 0) -> str:
+    """A stable colour per optimizer name (fallback palette by index)."""
+    return OPT_COLORS.get(name.lower(), _FALLBACK[i % len(_FALLBACK)])
+
+
+def learning_curves(history: Sequence[Mapping], *, title: str | None = None, log_loss: bool = False) -> go.Figure:
+    """Loss (left) and accuracy (right) per epoch, train solid and test dashed.
+
+    Args:
+        history: rows with ``epoch``, ``train_loss``, ``test_loss``, ``train_acc``, ``test_acc``.
+        title: figure title.
+        log_loss: log-scale loss axis.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    ep = [int(r["epoch"]) for r in history]
+    for split, dash in (("train", "solid"), ("test", "dash")):
+        fig.add_trace(go.Scatter(x=ep, y=[float(r[f"{split}_loss"]) for r in history], name=f"{split} loss",
+                                 mode="lines+markers", line={"color": "#1f77b4", "dash": dash}), row=1, col=1)
+        fig.add_trace(go.Scatter(x=ep, y=[float(r[f"{split}_acc"]) for r in history], name=f"{split} acc",
+                                 mode="lines+markers", line={"color": "#d62728", "dash": dash}), row=1, col=2)
+    fig.update_xaxes(title_text="epoch")
+    if log_loss:
+        fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_layout(title=title, height=340, margin={"l": 40, "r": 10, "t": 50, "b": 40},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def sharpness_figure(records: Sequence[Mapping], lr: float, *, title: str | None = None) -> go.Figure:
+    """lambda_max along training with the gradient-descent stability threshold 2/lr.
+
+    Plain gradient descent on a quadratic with curvature ``lambda`` is stable only while
+    ``lambda < 2/lr``; full-batch training tends to hover at this "edge of stability" (Cohen et al., 2021).
+    """
+    steps = [int(r.get("step", i)) for i, r in enumerate(records)]
+    lam = [float(r.get("lambda_max", r.get("sharpness", float("nan")))) for r in records]
+    fig = go.Figure(go.Scatter(x=steps, y=lam, mode="lines+markers", name="λ_max", line={"color": "#d62728"}))
+    fig.add_hline(y=2.0 / lr, line={"dash": "dash", "color": "#555"}, annotation_text=f"2/lr = {2.0 / lr:.3g}")
+    fig.update_layout(title=title or "Sharpness during training", xaxis_title="step", yaxis_title="λ_max",
+                      height=320, margin={"l": 40, "r": 10, "t": 50, "b": 40})
+    return fig
+
+
+def compare_curves(histories: Mapping[str, Sequence[Mapping]], *, metric: str = "test_acc",
+                   x: str = "epoch", title: str | None = None) -> go.Figure:
+    """One line per run of ``metric`` against ``x`` (``epoch``, ``step`` or ``grad_evals``)."""
+    fig = go.Figure()
+    for i, (name, hist) in enumerate(histories.items()):
+        fig.add_trace(go.Scatter(x=[r.get(x, j + 1) for j, r in enumerate(hist)],
+                                 y=[float(r[metric]) for r in hist], name=name, mode="lines+markers",
+                                 line={"color": color_for(name.split("-")[-1] if name else "", i)}))
+    fig.update_layout(title=title or metric.replace("_", " "), xaxis_title=x.replace("_", " "),
+                      yaxis_title=metric.replace("_", " "), height=340,
+                      margin={"l": 40, "r": 10, "t": 50, "b": 40})
+    if metric.endswith("_acc"):
+        fig.update_yaxes(tickformat=".0%")
+    return fig

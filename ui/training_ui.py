@@ -1,0 +1,238 @@
+"""The Train page: settings form -> ``TrainConfig``, cost estimate, live training with progress and curves.
+
+Training runs in the script thread; ``train(progress=...)`` calls back every ~20 steps and after every
+epoch, and the callback updates an ``st.progress`` bar and an ``st.empty`` chart (never ``st.*`` from
+another thread). Stopping: the Stop button makes Streamlit rerun, which interrupts the script at the next
+``st.*`` call inside the callback, so ``train`` never reaches its save; the run folder is written
+atomically at the very end, so no partial run can appear in the workspace.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import streamlit as st
+
+from landscape_core.data import DATASETS, TORCHVISION, DataError, DatasetSpec, load_dataset
+from landscape_core.optimizers import ADAM_FAMILY, SCHEDULES
+from landscape_core.runs import RunError
+from landscape_core.training import TrainConfig, TrainResult, train
+
+from .cache import clear_caches
+from .common import guide_link, show_error
+from .state import presentation, set_active_run, workspace
+from .training_figures import learning_curves, sharpness_figure
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "sam", "asam")
+MODELS = ("mlp", "cnn", "resnet20")
+LR_CHOICES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+_EPOCH_END = re.compile(r"^epoch \d+/\d+:")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def dataset_problem(spec: dict) -> str | None:
+    """``None`` if the dataset loads, else the one-line ``DataError``/``ValueError`` message."""
+    try:
+        load_dataset(spec)
+    except (DataError, ValueError) as e:
+        return str(e).splitlines()[0]
+    return None
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def dataset_size(spec: dict) -> int:
+    """Number of training examples of a (loadable) dataset."""
+    return int(len(load_dataset(spec).train[1]))
+
+
+def dataset_spec_from_widgets(prefix: str = "train") -> dict:
+    """Dataset picker (name + size settings) -> a DatasetSpec dict."""
+    name = st.selectbox("Dataset", DATASETS, key=f"{prefix}_dataset",
+                        help="digits, moons, circles and spirals are built in; MNIST / Fashion-MNIST / "
+                             "CIFAR-10 need a local copy (LANDSCAPE_DATA).")
+    kw: dict = {"name": name}
+    if name in ("moons", "circles", "spirals"):
+        kw["n_samples"] = st.select_slider("Examples", [200, 500, 1000, 2000], value=1000, key=f"{prefix}_n")
+        kw["noise"] = st.select_slider("Noise", [0.0, 0.05, 0.1, 0.2, 0.3], value=0.1, key=f"{prefix}_noise")
+    elif name in TORCHVISION:
+        kw["train_size"] = st.select_slider("Training examples", [1000, 2000, 5000, 10000, 60000], value=5000,
+                                            key=f"{prefix}_ntrain")
+        kw["test_size"] = 2000
+    return DatasetSpec.from_dict(kw).to_dict()
+
+
+def train_form() -> tuple[TrainConfig | None, str | None]:
+    """Draw the settings widgets; return ``(config, run name)`` or ``(None, None)`` when settings are invalid."""
+    simple = presentation()
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        st.markdown("**Data and model**")
+        ds = dataset_spec_from_widgets("train")
+        problem = dataset_problem(ds)
+        if problem:
+            show_error(problem)
+        model = st.selectbox("Model", MODELS, key="train_model")
+        width, depth, channels, bn, act = 64, 2, 16, False, "relu"
+        if model == "mlp":
+            width = st.select_slider("Width", [4, 8, 16, 32, 64, 128, 256], value=64, key="train_width")
+            depth = st.slider("Hidden layers", 1, 6, 2, key="train_depth")
+        else:
+            channels = st.select_slider("Channels", [4, 8, 16, 32], value=16 if model == "cnn" else 8,
+                                        key="train_channels")
+        if model != "resnet20":
+            act = st.selectbox("Activation", ["relu", "tanh", "gelu"], key="train_act")
+            bn = st.toggle("BatchNorm", value=False, key="train_bn")
+    with c2:
+        st.markdown("**Optimizer**")
+        opt = st.selectbox("Optimizer", OPTIMIZERS, key="train_opt")
+        default_lr = 1e-3 if opt in ADAM_FAMILY else 0.05
+        lr = st.select_slider("Learning rate", LR_CHOICES, value=default_lr, key=f"train_lr_{opt in ADAM_FAMILY}",
+                              format_func=lambda v: f"{v:g}", help="log-spaced")
+        momentum = 0.0 if opt in ADAM_FAMILY else st.slider("Momentum", 0.0, 0.99, 0.9, 0.01, key="train_mom")
+        wd = 0.0 if simple else st.select_slider("Weight decay", [0.0, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2], value=0.0,
+                                                  key="train_wd", format_func=lambda v: f"{v:g}")
+        rho, adaptive = 0.05, opt == "asam"
+        if opt in ("sam", "asam"):
+            rho = st.select_slider("SAM radius ρ", [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0],
+                                   value=0.05 if opt == "sam" else 0.5, key=f"train_rho_{opt}")
+            adaptive = st.toggle("ASAM (scale-invariant radius)", value=opt == "asam", key=f"train_asam_{opt}")
+        schedule = "constant" if simple else st.selectbox("Schedule", SCHEDULES, key="train_sched")
+    with c3:
+        st.markdown("**Budget**")
+        batch = st.select_slider("Batch size", [8, 16, 32, 64, 128, 256, 512], value=64, key="train_bs")
+        epochs = st.slider("Epochs", 1, 100, 10, key="train_epochs")
+        seed = st.number_input("Seed", 0, 10_000, 0, key="train_seed")
+        sharp_every = 0
+        if not simple and st.toggle("Track sharpness (λ_max every k steps)", key="train_sharp"):
+            sharp_every = st.select_slider("every k steps", [5, 10, 20, 50, 100], value=20, key="train_sharp_k")
+        name = st.text_input("Run name (optional)", key="train_name", placeholder="automatic")
+    if problem:
+        return None, None
+    try:
+        cfg = TrainConfig(dataset=ds, model=model, width=width, depth=depth, activation=act, batchnorm=bn,
+                          channels=channels, optimizer=opt, lr=float(lr), momentum=float(momentum),
+                          weight_decay=float(wd), rho=float(rho), adaptive=bool(adaptive), batch_size=int(batch),
+                          epochs=int(epochs), schedule=schedule, seed=int(seed), sharpness_every=int(sharp_every),
+                          snapshots=12)
+    except ValueError as e:
+        show_error(e)
+        return None, None
+    return cfg, (name.strip() or None)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def step_seconds(cfg_dict: dict) -> float:
+    """Seconds of one optimizer step for these settings (median of a few timed steps on one batch)."""
+    import torch
+
+    from landscape_core.models import build_model, model_spec
+    from landscape_core.optimizers import make_optimizer
+
+    cfg = TrainConfig.from_dict(cfg_dict)
+    b = load_dataset(cfg.dataset)
+    X, y = b.train
+    xb, yb = X[: cfg.batch_size], y[: cfg.batch_size]
+    model = build_model(model_spec(cfg.model, b.input_shape, b.num_classes, **cfg.model_kwargs()), seed=0).train()
+    opt = make_optimizer("sgd", model.parameters(), lr=1e-6)
+    times = []
+    for _ in range(4):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def estimate_seconds(cfg: TrainConfig) -> tuple[float, int]:
+    """``(seconds, steps)``: timed step x steps x gradient evaluations per step, plus per-epoch evaluation."""
+    n = dataset_size(cfg.dataset)
+    steps = cfg.epochs * math.ceil(n / cfg.batch_size)
+    per = step_seconds(cfg.to_dict()) * cfg.grad_evals_per_step
+    return per * steps + 0.02 * cfg.epochs, steps
+
+
+def make_progress(bar, chart, status) -> tuple[Callable[[dict], None], list[dict]]:
+    """A ``train(progress=...)`` callback drawing into the given placeholders; returns it and its rows."""
+    rows: list[dict] = []
+
+    def cb(info: dict) -> None:
+        bar.progress(min(max(float(info.get("fraction", 0.0)), 0.0), 1.0), text=info.get("message", ""))
+        if _EPOCH_END.match(info.get("message", "")):
+            rows.append({k: info[k] for k in ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")})
+            chart.plotly_chart(learning_curves(rows, title="Learning curves (live)"),
+                               key=f"live_{len(rows)}_{time.monotonic_ns()}")
+            status.caption(f"epoch {info['epoch']}/{info['epochs']} · test acc {info['test_acc']:.1%}")
+
+    return cb, rows
+
+
+def run_training(cfg: TrainConfig, name: str | None, *, out_dir: Path | None = None) -> TrainResult | None:
+    """Train with live progress into the workspace; the saved run becomes the active run."""
+    bar = st.progress(0.0, text="starting")
+    status = st.empty()
+    chart = st.empty()
+    cb, _ = make_progress(bar, chart, status)
+    try:
+        res = train(cfg, progress=cb, out_dir=out_dir or workspace(), name=name)
+    except (ValueError, DataError, RunError) as e:
+        bar.empty()
+        show_error(e)
+        return None
+    bar.empty()
+    chart.empty()
+    status.empty()
+    if res.path is not None:
+        set_active_run(str(res.path))
+        clear_caches()
+        st.session_state["train_last"] = {"path": str(res.path), "meta": res.meta}
+    return res
+
+
+def _request_stop() -> None:
+    st.session_state["train_stopped"] = True
+
+
+def show_result(last: dict) -> None:
+    """Final metrics, learning curves and (if tracked) sharpness of the last trained run."""
+    meta = last["meta"]
+    final = meta["final"]
+    st.success(f"Saved run **{meta['name']}** to the workspace; it is now the active run.")
+    c = st.columns(4)
+    c[0].metric("test accuracy", f"{final['test_acc']:.1%}")
+    c[1].metric("train accuracy", f"{final['train_acc']:.1%}")
+    c[2].metric("loss gap (test - train)", f"{final['gen_gap']:.3f}")
+    c[3].metric("s / epoch", f"{meta['timings']['seconds_per_epoch']:.2f}")
+    st.plotly_chart(learning_curves(meta["history"], title="Learning curves"), key="train_curves")
+    if meta.get("sharpness"):
+        st.plotly_chart(sharpness_figure(meta["sharpness"], meta["config"]["lr"]), key="train_sharpness")
+        guide_link("sharpness", "Why 2/lr? Sharpness and the edge of stability")
+
+
+def render_train_page() -> None:
+    """Draw the Train page."""
+    if st.session_state.pop("train_stopped", False):
+        st.warning("Training stopped. Nothing was saved.")
+    cfg, name = train_form()
+    if cfg is None:
+        return
+    try:
+        secs, steps = estimate_seconds(cfg)
+        st.caption(f"⏱ about {secs:.1f} s on this machine ({steps} steps x {cfg.grad_evals_per_step} gradient "
+                   f"evaluation{'s' if cfg.grad_evals_per_step > 1 else ''} per step)")
+    except (ValueError, DataError, RuntimeError) as e:
+        show_error(e)
+    b1, b2 = st.columns([1, 5])
+    go_ = b1.button("Train", type="primary", key="train_go")
+    b2.button("Stop", key="train_stop", on_click=_request_stop, help="Stops training; nothing is saved.")
+    if go_:
+        res = run_training(cfg, name)
+        if res is None:
+            return
+    last = st.session_state.get("train_last")
+    if last and Path(last["path"]).exists():
+        show_result(last)
