@@ -487,6 +487,7 @@ def _evaluate(model: nn.Module, bundle) -> dict[str, float]:
         Xs, ys = analysis_subset(X, y, EVAL_SAMPLES, seed=0)
         loss, acc = LossFunction(model, Xs, ys, batch_size=1024).evaluate()
         out[f"{split}_loss"], out[f"{split}_acc"] = float(loss), float(acc)
+    out["gen_gap"] = out["test_loss"] - out["train_loss"]
     out["acc_gap"] = out["train_acc"] - out["test_acc"]
     return out
 
