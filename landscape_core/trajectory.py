@@ -1,0 +1,153 @@
+"""Training trajectories projected onto their PCA plane, with the off-plane residual of every point.
+
+Following Li et al. (2018, section 7), the plane is spanned by the top principal directions of
+``theta_i - theta_final`` and passes through the final weights. A snapshot ``theta_i`` projects to
+
+    c_i = argmin_c || (theta_i - theta_final) - sum_j c_ij d_j ||     (least squares, float64),
+
+and its residual ``r_i = || (theta_i - theta_final) - sum_j c_ij d_j ||`` says how far it lies off the
+plane. The loss *drawn* at ``c_i`` on a surface plot is ``L(theta_final + sum_j c_ij d_j)`` (the
+``plane_loss``), which equals the snapshot's own loss (``true_loss``) only when the residual is small.
+Both are reported so a plot cannot silently pass one off as the other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .directions import PCAResult, pca_directions
+from .params import Params
+
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class TrajectoryProjection:
+    """A trajectory in PCA coordinates.
+
+    Attributes:
+        steps: ``(S,)`` training step of each snapshot.
+        coords: ``(S, k)`` coordinates in the plane (parameter-space units, final point at 0).
+        residual_norm: ``(S,)`` distance of each snapshot from the plane.
+        relative_residual: ``(S,)`` ``residual / ||theta_i - theta_final||`` (0 for the final point).
+        true_loss: ``(S,)`` loss at each snapshot (with the final point's buffers).
+        plane_loss: ``(S,)`` loss at the projected point ``theta_final + sum_j c_ij d_j``.
+        explained_variance_ratio: ``(k,)`` of the PCA.
+    """
+
+    steps: np.ndarray
+    coords: np.ndarray
+    residual_norm: np.ndarray
+    relative_residual: np.ndarray
+    true_loss: np.ndarray
+    plane_loss: np.ndarray
+    explained_variance_ratio: np.ndarray
+
+    @property
+    def max_relative_residual(self) -> float:
+        return float(np.max(self.relative_residual)) if len(self.relative_residual) else 0.0
+
+    def to_dict(self) -> dict:
+        def f(a: np.ndarray) -> list:
+            return [f(x) if np.ndim(x) else (float(x) if math.isfinite(float(x)) else None) for x in a]
+
+        return {
+            "steps": [int(s) for s in self.steps],
+            "coords": f(self.coords),
+            "residual_norm": f(self.residual_norm),
+            "relative_residual": f(self.relative_residual),
+            "true_loss": f(self.true_loss),
+            "plane_loss": f(self.plane_loss),
+            "explained_variance_ratio": f(self.explained_variance_ratio),
+            "max_relative_residual": self.max_relative_residual,
+        }
+
+
+def project_snapshots(
+    loss_fn: Any,
+    snapshots: Mapping[str, Tensor],
+    steps: Tensor | np.ndarray | None = None,
+    *,
+    pca: PCAResult | None = None,
+    final: Params | None = None,
+    k: int = 2,
+    progress: ProgressFn | None = None,
+) -> TrajectoryProjection:
+    """Project snapshots (``name -> (S, *shape)``) onto a PCA plane through ``final``.
+
+    Args:
+        loss_fn: loss closure for ``true_loss`` / ``plane_loss``.
+        snapshots: the trajectory.
+        steps: step numbers (default ``0..S-1``).
+        pca: precomputed PCA (default: computed here from the snapshots, ``k`` directions).
+        final: the plane's origin (default ``loss_fn.params0``).
+    """
+    from .surface import evaluate_points
+
+    final = loss_fn.params0 if final is None else final
+    if pca is None:
+        pca = pca_directions(snapshots, final, k=k)
+    names = list(final)
+    S = int(snapshots[names[0]].shape[0])
+    delta = torch.cat(
+        [(snapshots[n].double().cpu() - final[n].double().cpu()).reshape(S, -1) for n in names], dim=1
+    )  # (S, n)
+    V = torch.stack([torch.cat([d[n].double().cpu().reshape(-1) for n in names]) for d in pca.directions])  # (k, n)
+    coords = torch.linalg.lstsq(V.T, delta.T).solution.T  # (S, k), exact for orthonormal V
+    resid = (delta - coords @ V).norm(dim=1)
+    dist = delta.norm(dim=1)
+    rel = torch.where(dist > 0, resid / dist.clamp_min(1e-300), torch.zeros_like(dist))
+    true_loss = np.empty(S)
+    for i in range(S):
+        theta = {n: snapshots[n][i].to(final[n].device, final[n].dtype) for n in names}
+        true_loss[i] = loss_fn.evaluate(theta)[0]
+        if progress is not None:
+            progress(0.5 * (i + 1) / S, f"snapshot {i + 1}/{S}")
+    plane_loss, _ = evaluate_points(loss_fn, pca.directions, coords.numpy(), origin=final)
+    if progress is not None:
+        progress(1.0, "projected trajectory")
+    steps_arr = np.arange(S) if steps is None else np.asarray(torch.as_tensor(steps).cpu().numpy()).reshape(-1)
+    return TrajectoryProjection(
+        steps=steps_arr,
+        coords=coords.numpy(),
+        residual_norm=resid.numpy(),
+        relative_residual=rel.numpy(),
+        true_loss=true_loss,
+        plane_loss=np.asarray(plane_loss, dtype=np.float64),
+        explained_variance_ratio=np.asarray(pca.explained_variance_ratio, dtype=np.float64),
+    )
+
+
+def project_trajectory(
+    run: Any,
+    *,
+    pca: PCAResult | None = None,
+    samples: int | None = 512,
+    split: str = "train",
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> TrajectoryProjection:
+    """Project a run's stored trajectory onto the PCA plane through its final weights.
+
+    Args:
+        run: a loaded :class:`~landscape_core.runs.Run` with trajectory snapshots.
+        pca: precomputed directions (default: top-2 PCA of ``theta_i - theta_final``).
+        samples: examples used for the losses (``None``: all).
+        split: ``"train"`` or ``"test"``.
+        seed: seed of the fixed analysis subset.
+    """
+    from .functional import loss_function_for_run
+
+    snaps, steps = run.trajectory()
+    loss_fn = loss_function_for_run(run, split=split, samples=samples, seed=seed)
+    return project_snapshots(loss_fn, snaps, steps, pca=pca, progress=progress)
+
+
+__all__ = ["TrajectoryProjection", "project_snapshots", "project_trajectory"]
