@@ -5,8 +5,15 @@ Every public ``cached_*`` function takes the run folder path and its ``weights_h
 digest that makes the cache key honest: a retrained run at the same path gets a new hash) and plain,
 hashable settings, and returns the engine result's ``to_dict()`` (JSON-able, safe to pickle and copy).
 Heavy objects never enter the key: the run is loaded inside through the shared
-:func:`ui.cache.load_run_cached`, and the progress callback travels as ``_progress`` (Streamlit skips
-arguments starting with ``_`` when hashing).
+:func:`ui.cache.load_run_cached`.
+
+Long analyses report progress to an ``st.progress`` bar created by the page. ``st.cache_data`` records
+element calls made inside a cached function and cannot replay calls on a block created outside it
+("a streamlit element is called on some layout block created outside the function"), so these results
+live in :func:`_result_store` instead: a process-wide, lock-protected LRU dict (``st.cache_resource``)
+keyed exactly like ``st.cache_data`` would be (function name, run path, weights hash, frozen settings),
+returning deep copies so callers can never mutate a cached result (the ``st.cache_data`` contract).
+Quick analyses without progress use ``st.cache_data`` directly.
 
 A module-level counter (:data:`COMPUTE_COUNT`) counts real computations (cache misses) per analysis;
 pages show it so users, and the browser test, can see that a display-only change recomputed nothing.
@@ -14,8 +21,10 @@ pages show it so users, and the browser test, can see that a display-only change
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +40,59 @@ DIRECTION_KINDS = ("random", "pca", "hessian", "gradient", "runs")
 
 def _count(name: str) -> None:
     COMPUTE_COUNT[name] += 1
+
+
+class _Store:
+    """A bounded LRU of results with a lock (one computation per key at a time)."""
+
+    def __init__(self, max_entries: int = 128) -> None:
+        self.data: OrderedDict = OrderedDict()
+        self.lock = threading.RLock()
+        self.key_locks: dict = {}
+        self.max_entries = max_entries
+
+    def get_or_compute(self, key: tuple, fn: Callable[[], dict]) -> dict:
+        with self.lock:
+            if key in self.data:
+                self.data.move_to_end(key)
+                return copy.deepcopy(self.data[key])
+            klock = self.key_locks.setdefault(key, threading.Lock())
+        with klock:  # a second session asking for the same key waits for the first
+            with self.lock:
+                if key in self.data:
+                    return copy.deepcopy(self.data[key])
+            value = fn()
+            with self.lock:
+                self.data[key] = copy.deepcopy(value)
+                while len(self.data) > self.max_entries:
+                    self.data.popitem(last=False)
+                self.key_locks.pop(key, None)
+            return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.data.clear()
+
+
+@st.cache_resource(show_spinner=False)
+def _result_store() -> _Store:
+    """The process-wide result store (shared by sessions, like ``st.cache_data``)."""
+    return _Store()
+
+
+def _cached(name: str, key: tuple, fn: Callable[[], dict]) -> dict:
+    def run() -> dict:
+        _count(name)
+        out = fn()
+        out["computed_at"] = time.time()
+        return out
+
+    return _result_store().get_or_compute((name, *key), run)
+
+
+def clear_results() -> None:
+    """Forget every stored analysis result."""
+    _result_store().clear()
 
 
 def _freeze(settings: Mapping[str, Any]) -> tuple:
@@ -175,40 +237,28 @@ def compute_surface_dict(run_path: str, settings: Mapping[str, Any], progress: P
     return out
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _surface_cached(run_path: str, weights_hash: str, frozen: tuple, _progress: Progress | None = None) -> dict:
-    _count("surface")
-    out = compute_surface_dict(run_path, _thaw(frozen), _progress)
-    out["computed_at"] = time.time()
-    return out
-
-
 def cached_surface(run_path: str, weights_hash: str, **settings: Any) -> dict:
     """Cached loss surface of a run (``Surface.to_dict()`` plus overlays, see :func:`compute_surface_dict`).
 
     Pass ``progress=callable`` to follow a first (uncached) computation.
     """
     progress = settings.pop("progress", None)
-    return _surface_cached(run_path, weights_hash, _freeze(settings), progress)
+    frozen = _freeze(settings)
+    return _cached("surface", (run_path, weights_hash, frozen),
+                   lambda: compute_surface_dict(run_path, _thaw(frozen), progress))
 
 
 # --- curvature -----------------------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _hessian_cached(run_path: str, weights_hash: str, frozen: tuple, _progress: Progress | None = None) -> dict:
-    from landscape_core.curvature import analyze_hessian
-
-    _count("hessian")
-    out = analyze_hessian(load_run_cached(run_path), progress=_progress, **_thaw(frozen)).to_dict()
-    out["computed_at"] = time.time()
-    return out
-
-
 def cached_hessian(run_path: str, weights_hash: str, **settings: Any) -> dict:
     """Cached ``analyze_hessian(run, **settings).to_dict()`` (``progress=`` optional, never hashed)."""
+    from landscape_core.curvature import analyze_hessian
+
     progress = settings.pop("progress", None)
-    return _hessian_cached(run_path, weights_hash, _freeze(settings), progress)
+    frozen = _freeze(settings)
+    return _cached("hessian", (run_path, weights_hash, frozen),
+                   lambda: analyze_hessian(load_run_cached(run_path), progress=progress, **_thaw(frozen)).to_dict())
 
 
 def resmooth_density(density: Mapping[str, Any], sigma: float, grid_size: int = 400) -> tuple[np.ndarray, np.ndarray]:
@@ -271,112 +321,87 @@ def cached_estimator_study(run_path: str, weights_hash: str, samples: int | None
     return out
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_sample_budget(run_path: str, weights_hash: str, budgets: tuple[int, ...], seeds: tuple[int, ...] = (0, 1, 2),
-                         split: str = "train", _progress: Progress | None = None) -> dict:
+def cached_sample_budget(run_path: str, weights_hash: str, budgets: Sequence[int], seeds: Sequence[int] = (0, 1, 2),
+                         split: str = "train", progress: Progress | None = None) -> dict:
     """lambda_max and trace estimated on data subsets of several sizes and seeds: how estimates stabilise
     as the sample budget grows (the spread across seeds is the subsampling variance)."""
     from landscape_core.curvature import analyze_hessian
 
-    _count("sample_budget")
-    run = load_run_cached(run_path)
-    n_train = len(run.train_data[1])
-    rows = []
-    total = len(budgets) * len(seeds)
-    for i, n in enumerate(budgets):
-        for j, s in enumerate(seeds):
-            if _progress is not None:
-                _progress((i * len(seeds) + j) / total, f"{n} examples, seed {s}")
-            r = analyze_hessian(run, top_k=1, trace=True, trace_probes=30, smallest=False, samples=min(n, n_train),
-                                split=split, seed=s, tol=1e-4)
-            rows.append({"samples": min(n, n_train), "seed": s, "lambda_max": r.eigenvalues[0],
-                         "trace": (r.trace or {}).get("mean")})
-    return {"rows": rows, "computed_at": time.time()}
+    budgets, seeds = tuple(int(b) for b in budgets), tuple(int(s) for s in seeds)
+
+    def compute() -> dict:
+        run = load_run_cached(run_path)
+        n_train = len(run.train_data[1])
+        rows = []
+        total = len(budgets) * len(seeds)
+        for i, n in enumerate(budgets):
+            for j, s in enumerate(seeds):
+                if progress is not None:
+                    progress((i * len(seeds) + j) / total, f"{n} examples, seed {s}")
+                r = analyze_hessian(run, top_k=1, trace=True, trace_probes=30, smallest=False,
+                                    samples=min(n, n_train), split=split, seed=s, tol=1e-4)
+                rows.append({"samples": min(n, n_train), "seed": s, "lambda_max": r.eigenvalues[0],
+                             "trace": (r.trace or {}).get("mean")})
+        return {"rows": rows}
+
+    return _cached("sample_budget", (run_path, weights_hash, budgets, seeds, split), compute)
 
 
 # --- trajectory, connectivity, flatness, noise ---------------------------------------------------
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _trajectory_cached(run_path: str, weights_hash: str, frozen: tuple, _progress: Progress | None = None) -> dict:
-    from landscape_core.trajectory import project_trajectory
-
-    _count("trajectory")
-    out = project_trajectory(load_run_cached(run_path), progress=_progress, **_thaw(frozen)).to_dict()
-    out["computed_at"] = time.time()
-    return out
+def _as_dict(x: Any) -> dict:
+    return x.to_dict() if hasattr(x, "to_dict") else dict(x)
 
 
 def cached_trajectory(run_path: str, weights_hash: str, **settings: Any) -> dict:
-    """Cached ``project_trajectory(run, **settings).to_dict()``."""
+    """Cached ``project_trajectory(run, **settings).to_dict()`` (``progress=`` optional)."""
+    from landscape_core.trajectory import project_trajectory
+
     progress = settings.pop("progress", None)
-    return _trajectory_cached(run_path, weights_hash, _freeze(settings), progress)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _connect_cached(path_a: str, hash_a: str, path_b: str, hash_b: str, frozen: tuple,
-                    _progress: Progress | None = None) -> dict:
-    from landscape_core.connectivity import connect_runs
-
-    _count("connectivity")
-    out = connect_runs(load_run_cached(path_a), load_run_cached(path_b), progress=_progress, **_thaw(frozen)).to_dict()
-    out["computed_at"] = time.time()
-    return out
+    frozen = _freeze(settings)
+    return _cached("trajectory", (run_path, weights_hash, frozen),
+                   lambda: _as_dict(project_trajectory(load_run_cached(run_path), progress=progress, **_thaw(frozen))))
 
 
 def cached_connectivity(path_a: str, hash_a: str, path_b: str, hash_b: str, **settings: Any) -> dict:
-    """Cached ``connect_runs(run_a, run_b, **settings).to_dict()``."""
+    """Cached ``connect_runs(run_a, run_b, **settings).to_dict()`` (``progress=`` optional)."""
+    from landscape_core.connectivity import connect_runs
+
     progress = settings.pop("progress", None)
-    return _connect_cached(path_a, hash_a, path_b, hash_b, _freeze(settings), progress)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _flatness_cached(run_path: str, weights_hash: str, frozen: tuple, _progress: Progress | None = None) -> dict:
-    from landscape_core.flatness import flatness_summary
-
-    _count("flatness")
-    out = flatness_summary(load_run_cached(run_path), progress=_progress, **_thaw(frozen)).to_dict()
-    out["computed_at"] = time.time()
-    return out
+    frozen = _freeze(settings)
+    return _cached("connectivity", (path_a, hash_a, path_b, hash_b, frozen),
+                   lambda: _as_dict(connect_runs(load_run_cached(path_a), load_run_cached(path_b), progress=progress,
+                                                 **_thaw(frozen))))
 
 
 def cached_flatness(run_path: str, weights_hash: str, **settings: Any) -> dict:
-    """Cached ``flatness_summary(run, **settings).to_dict()``."""
+    """Cached ``flatness_summary(run, **settings).to_dict()`` (``progress=`` optional)."""
+    from landscape_core.flatness import flatness_summary
+
     progress = settings.pop("progress", None)
-    return _flatness_cached(run_path, weights_hash, _freeze(settings), progress)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _invariance_cached(run_path: str, weights_hash: str, frozen: tuple) -> dict:
-    from landscape_core.flatness import invariance_demo
-
-    _count("invariance")
-    out = invariance_demo(load_run_cached(run_path), **_thaw(frozen))
-    out = out.to_dict() if hasattr(out, "to_dict") else dict(out)
-    out["computed_at"] = time.time()
-    return out
+    frozen = _freeze(settings)
+    return _cached("flatness", (run_path, weights_hash, frozen),
+                   lambda: _as_dict(flatness_summary(load_run_cached(run_path), progress=progress, **_thaw(frozen))))
 
 
 def cached_invariance(run_path: str, weights_hash: str, **settings: Any) -> dict:
     """Cached ``invariance_demo(run, **settings)`` as a dict."""
-    return _invariance_cached(run_path, weights_hash, _freeze(settings))
+    from landscape_core.flatness import invariance_demo
 
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _noise_cached(run_path: str, weights_hash: str, frozen: tuple, _progress: Progress | None = None) -> dict:
-    from landscape_core.noise import noise_vs_batch_size
-
-    _count("noise")
-    out = noise_vs_batch_size(load_run_cached(run_path), progress=_progress, **_thaw(frozen))
-    out = out.to_dict() if hasattr(out, "to_dict") else dict(out)
-    out["computed_at"] = time.time()
-    return out
+    frozen = _freeze(settings)
+    return _cached("invariance", (run_path, weights_hash, frozen),
+                   lambda: _as_dict(invariance_demo(load_run_cached(run_path), **_thaw(frozen))))
 
 
 def cached_noise(run_path: str, weights_hash: str, **settings: Any) -> dict:
-    """Cached ``noise_vs_batch_size(run, **settings)`` as a dict."""
+    """Cached ``noise_vs_batch_size(run, **settings)`` as a dict (``progress=`` optional)."""
+    from landscape_core.noise import noise_vs_batch_size
+
     progress = settings.pop("progress", None)
-    return _noise_cached(run_path, weights_hash, _freeze(settings), progress)
+    frozen = _freeze(settings)
+    return _cached("noise", (run_path, weights_hash, frozen),
+                   lambda: _as_dict(noise_vs_batch_size(load_run_cached(run_path), progress=progress, **_thaw(frozen))))
 
 
 # --- cost ---------------------------------------------------------------------------------------
