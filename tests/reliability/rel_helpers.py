@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from landscape_core.models import build_model, model_spec
+from landscape_core.params import weights_hash
 
 DIGITS_MLP = {"width": 16, "depth": 2, "activation": "tanh"}
 
@@ -49,3 +50,39 @@ def state_bytes_safetensors(state: dict) -> bytes:
 def tree_listing(root: Path) -> set[str]:
     """Every path under ``root`` (hidden ones included), relative, for before/after comparisons."""
     return {os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files}
+
+
+# --- workers for multi-process tests (top-level so that 'spawn' children can import them) ---------
+def save_runs_worker(ws: str, prefix: str, n: int, seed0: int) -> list[str]:
+    """Save ``n`` tiny runs named ``prefix-j`` into ``ws``; return their weights hashes."""
+    from landscape_core.runs import save_run
+
+    torch.set_num_threads(1)
+    hashes = []
+    for j in range(n):
+        model = digits_model(seed=seed0 + j)
+        meta = {"model": digits_spec(), "dataset": {"name": "digits"}}
+        save_run(Path(ws) / f"{prefix}-{j}", model, meta)
+        hashes.append(weights_hash(model.state_dict()))
+    return hashes
+
+
+def collide_worker(ws: str, name: str, seed: int) -> str:
+    """All workers save to the same folder name: exactly one may win, the others must fail cleanly."""
+    from landscape_core.runs import save_run
+
+    torch.set_num_threads(1)
+    try:
+        save_run(Path(ws) / name, digits_model(seed=seed), {"model": digits_spec(), "dataset": {"name": "digits"}})
+        return "ok"
+    except (OSError, RuntimeError) as e:
+        return type(e).__name__
+
+
+def import_worker(ws: str, data: bytes) -> str:
+    """Import the same upload (same file name) concurrently: every import must get its own run."""
+    from landscape_core.uploads import import_upload
+
+    torch.set_num_threads(1)
+    spec = {"name": "mlp", "kwargs": dict(DIGITS_MLP)}
+    return str(import_upload("same.pt", data, workspace=ws, model_spec=spec))
