@@ -11,6 +11,7 @@ from torch import nn
 from torch.func import hessian
 
 from landscape_core.flatness import (
+    _power_lambda_max,
     adaptive_sharpness,
     basin_radius,
     epsilon_sharpness,
@@ -192,6 +193,15 @@ def test_invariance_demo_separates_invariant_from_non_invariant_measures():
     assert rows["lambda_max"]["before"] == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-4)
     assert model_hash(model) == h
     json.dumps(out)
+
+
+def test_power_iteration_reference_matches_dense_hessian():
+    model, X, y = _relu_mlp()
+    fn = LossFunction(model, X, y, dtype=DT)
+    H = hessian(lambda v: fn(unflatten(v, fn.params0)))(flatten(fn.params0))
+    ev = torch.linalg.eigvalsh(H)
+    top = float(ev[ev.abs().argmax()])
+    assert _power_lambda_max(fn) == pytest.approx(top, rel=1e-5)
 
 
 def test_flatness_summary_on_a_loss_function_keeps_weights():
