@@ -323,7 +323,7 @@ def plane_through(
     e1 = u / nu
     v_perp = v - float(v @ e1) * e1
     nv = float(v_perp.norm())
-    if nv <= 1e-9 * max(nu, float(v.norm())):
+    if nv <= 1e-6 * max(nu, float(v.norm())):
         raise ValueError("the three runs are collinear: they do not span a plane")
     e2 = v_perp / nv
     coords = np.array([[0.0, 0.0], [nu, 0.0], [float(v @ e1), nv]])
