@@ -11,6 +11,8 @@ import functools
 import json
 import math
 import os
+import pickle
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -167,6 +169,10 @@ def _tv_split(name: str, root: Path, train: bool):
         return cls(str(root), train=train, download=False)
     except (RuntimeError, OSError):
         pass
+    if name == "cifar10":
+        local = _cifar10_local(root, train)
+        if local is not None:
+            return local
     try:
         return cls(str(root), train=train, download=True)
     except Exception as e:  # network errors come in many types
@@ -174,6 +180,65 @@ def _tv_split(name: str, root: Path, train: bool):
             f"{name}: no local copy under {root}/ and download failed ({type(e).__name__}); "
             f"put the dataset files there or set LANDSCAPE_DATA"
         ) from None
+
+
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+}
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and NumPy arrays only: any other global (code) is refused."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _CIFAR_GLOBALS:
+            return super().find_class(module, name)
+        raise DataError(f"CIFAR-10 batch file refers to {module}.{name}: refusing to load it")
+
+
+def _cifar10_local(root: Path, train: bool):
+    """Read a local ``cifar-10-batches-py`` copy in its pickle batch format, or ``None`` if absent.
+
+    torchvision's CIFAR10 accepts only files whose MD5 matches the official archive, so a copy that
+    was re-packed (or a test fixture written in the same format) is refused by it. When torchvision
+    refuses and the files are present, they are read here instead, with an unpickler that allows
+    NumPy arrays and plain containers only (nothing executable), and their shapes are checked.
+    """
+    folder = root / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    if not all((folder / n).is_file() for n in names):
+        return None
+
+    def load(f: Path) -> dict:
+        with open(f, "rb") as fh:
+            try:
+                d = _ArrayOnlyUnpickler(fh, encoding="latin1").load()
+            except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+                raise DataError(f"cifar10: {f} is not a CIFAR-10 batch file ({type(e).__name__})") from None
+        if not isinstance(d, dict):
+            raise DataError(f"cifar10: {f} is not a CIFAR-10 batch file")
+        return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in d.items()}
+
+    xs, ys = [], []
+    for n in names:
+        d = load(folder / n)
+        x = np.asarray(d.get("data"))
+        y = np.asarray(d.get("labels", d.get("fine_labels")), dtype=np.int64)
+        if x.ndim != 2 or x.shape[1] != 3072 or x.dtype != np.uint8 or len(y) != len(x):
+            raise DataError(f"cifar10: {folder / n} has data of shape {x.shape} ({x.dtype}); expected (N, 3072) uint8")
+        if len(y) and (y.min() < 0 or y.max() > 9):
+            raise DataError(f"cifar10: {folder / n} has labels outside 0..9")
+        xs.append(x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(y)
+    classes = [str(i) for i in range(10)]
+    if (folder / "batches.meta").is_file():
+        meta = load(folder / "batches.meta")
+        names_ = meta.get("label_names")
+        if isinstance(names_, list) and len(names_) == 10:
+            classes = [c.decode() if isinstance(c, bytes) else str(c) for c in names_]
+    return types.SimpleNamespace(data=np.concatenate(xs), targets=np.concatenate(ys).tolist(), classes=classes)
 
 
 def _load_torchvision(spec: DatasetSpec) -> DataBundle:

@@ -149,8 +149,8 @@ class SAM(Optimizer):
         closure = torch.enable_grad()(closure)
         self.zero_grad()
         loss = closure()
-        self.first_step(zero_grad=True)
-        if self._perturbed:
+        if self.perturbs:  # rho = 0: one pass and the base step, exactly the base optimizer
+            self.first_step(zero_grad=True)
             closure()
         self.second_step()
         return loss
