@@ -142,6 +142,7 @@ def save_run(
     full.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     full["versions"] = library_versions()
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    old: Path | None = None
     try:
         save_file(state, str(tmp / MODEL_FILE))
         if trajectory is not None:
@@ -159,6 +160,8 @@ def save_run(
             os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not path.exists():  # failed mid-swap: put the old run back
+            os.replace(old, path)
         raise
     return path
 
@@ -286,13 +289,21 @@ def rename_run(path: str | os.PathLike, new_name: str, *, workspace: str | os.Pa
 
 
 def cleanup_partial(folder: str | os.PathLike | None = None) -> int:
-    """Remove leftovers of interrupted saves/deletes (hidden ``.tmp-``/``.old-``/``.del-`` folders)."""
+    """Remove leftovers of interrupted saves/deletes (hidden ``.tmp-``/``.old-``/``.del-`` folders).
+
+    An ``.old-NAME-xxxxxxxx`` folder whose run ``NAME`` is missing (an overwrite killed between its two
+    renames) is renamed back to ``NAME`` instead of deleted, so the previous run is recovered.
+    """
     folder = workspace_dir(folder)
     n = 0
     if folder.is_dir():
-        for p in folder.iterdir():
+        for p in sorted(folder.iterdir()):
             if p.is_dir() and p.name.startswith((".tmp-", ".old-", ".del-")):
-                shutil.rmtree(p, ignore_errors=True)
+                target = folder / p.name[len(".old-") : -9] if p.name.startswith(".old-") else None
+                if target is not None and p.name[-9] == "-" and target.name and not target.exists():
+                    os.replace(p, target)
+                else:
+                    shutil.rmtree(p, ignore_errors=True)
                 n += 1
     return n
 
