@@ -35,7 +35,9 @@ except Exception as e:  # noqa: BLE001 - a broken run folder must not crash the 
 c1, c2, c3, c4 = st.columns(4)
 kind = c1.selectbox("Directions", list(KINDS), format_func=KINDS.get, key="surf_kind")
 dims = c2.radio("Dimensions", [2, 1], format_func=lambda d: f"{d}-D", horizontal=True, key="surf_dims")
-span = c3.slider("Span (+/- along each direction)", 0.1, 3.0, 1.0, 0.1, key="surf_span")
+span = c3.slider("Span", 0.1, 3.0, 1.0, 0.1, key="surf_span",
+                 help="Random / gradient / Hessian: the grid covers +/- span. PCA and runs: padding around "
+                      "the trajectory or the runs, as a multiple of 25% of their extent.")
 grid = c4.slider("Resolution (points per axis)", 11, 81, 21, 2, key="surf_grid")
 c5, c6, c7, c8 = st.columns(4)
 samples_opt = c5.select_slider("Examples", [128, 256, 512, 1024, "all"], value=512, key="surf_samples")
@@ -122,9 +124,8 @@ def surface_view(surfaces: dict, main_name: str, dims: int) -> None:
                                             metric=metric)
     else:
         fig = figures.surface_figure(main, kind=view, log=log, colorscale=cscale, trajectory=traj, metric=metric)
-        if main.get("run_coords") and view == "contour":
-            names = ["A (this run)", "B", "C"]
-            figures.plane_curve_overlay(fig, {names[i]: c for i, c in enumerate(main["run_coords"])}, None)
+        if main.get("run_coords") and view == "contour" and dims == 2:
+            figures.plane_curve_overlay(fig, dict(zip(main["run_names"], main["run_coords"])), None)
     st.plotly_chart(fig, key="surf_fig")
     st.caption(f"Figure redraws: {st.session_state['_fragment_surface']} · axes: {', '.join(main.get('labels') or [])}")
     e1, e2, e3, e4 = st.columns(4)

@@ -142,98 +142,37 @@ def _loss_fn(run: Any, samples: int | None, split: str, seed: int) -> Any:
 # --- surfaces -------------------------------------------------------------------------------------
 
 
-def _directions(run: Any, lf: Any, kind: str, dims: int, seed: int, normalization: str, ignore_1d: bool,
-                others: Sequence[str]) -> tuple[Any, dict | None, tuple | None]:
-    """``(DirectionSet, trajectory overlay or None, runs' plane coordinates or None)``."""
-    from landscape_core import directions as D
-
-    theta = lf.params0
-    if kind == "random":
-        if dims == 1:
-            dirs = [D.random_direction(theta, normalization=normalization, ignore_1d=ignore_1d, seed=seed)]
-        else:
-            dirs = list(D.random_plane(theta, normalization=normalization, ignore_1d=ignore_1d, seed=seed))
-        return D.DirectionSet("random", dirs, seed, normalization, ignore_1d, labels=("d1 (random)", "d2 (random)")), None, None
-    if kind == "pca":
-        snaps, steps = run.trajectory()
-        pca = D.pca_directions(snaps, theta, k=dims)
-        ev = tuple(float(x) for x in pca.explained_variance_ratio)
-        labels = tuple(f"PC{i + 1} ({100 * e:.1f}%)" for i, e in enumerate(ev))
-        ds = D.DirectionSet("pca", pca.directions, None, "none", False, explained_variance=ev, labels=labels)
-        traj = None
-        if dims == 2 and pca.coords is not None:
-            traj = {"x": pca.coords[:, 0].tolist(), "y": pca.coords[:, 1].tolist(),
-                    "steps": [int(s) for s in steps.tolist()]}
-        return ds, traj, None
-    if kind == "hessian":
-        dirs, vals = D.hessian_directions(lf, k=dims, seed=seed)
-        labels = tuple(f"v{i + 1} (lambda = {v:.3g})" for i, v in enumerate(vals))
-        return D.DirectionSet("hessian", dirs, seed, "none", False, labels=labels,
-                              extra={"eigenvalues": [float(v) for v in vals]}), None, None
-    if kind == "gradient":
-        g = D.gradient_direction(lf, normalization=normalization, ignore_1d=ignore_1d)
-        dirs = [g]
-        labels = ["-gradient"]
-        if dims == 2:
-            dirs.append(D.random_direction(theta, normalization=normalization, ignore_1d=ignore_1d, seed=seed))
-            labels.append("d2 (random)")
-        return D.DirectionSet("gradient", dirs, seed, normalization, ignore_1d, labels=tuple(labels)), None, None
-    if kind == "runs":
-        from landscape_core.params import detached_params
-
-        thetas = [{k: v.to(lf.device, lf.dtype) for k, v in detached_params(load_run_cached(p).model).items()}
-                  for p in others]
-        if dims == 1 or len(thetas) == 1:
-            if not thetas:
-                raise ValueError("direction 'runs' needs at least one other run")
-            _, d = D.line_through(theta, thetas[0])
-            return D.DirectionSet("runs", [d], None, "none", False, labels=("t (this run -> other)",)), None, ((0.0, 1.0),)
-        _, d1, d2, coords = D.plane_through(theta, thetas[0], thetas[1])
-        ds = D.DirectionSet("runs", [d1, d2], None, "none", False, labels=("e1 (A -> B)", "e2 (towards C)"),
-                            extra={"run_coords": coords.tolist()})
-        return ds, None, tuple(map(tuple, coords.tolist()))
-    raise ValueError(f"unknown direction kind {kind!r}; choose one of {DIRECTION_KINDS}")
-
-
 def compute_surface_dict(run_path: str, settings: Mapping[str, Any], progress: Progress | None = None) -> dict:
-    """The uncached surface computation (engine directions + ``surface_1d``/``surface_2d``).
+    """The uncached surface: ``landscape_core.surface.compute_surface(run, ...).to_dict()`` plus
+    ``labels`` (axis labels), ``run_coords`` / ``run_names`` (runs' positions in a plane through runs)
+    and ``request`` (the settings asked for).
 
-    Settings: ``directions`` (kind), ``dims`` (1/2), ``span``, ``grid``, ``samples``, ``split``,
-    ``seed``, ``normalization``, ``ignore_1d``, ``runs`` (other run paths for kind ``"runs"``).
-    Returns ``Surface.to_dict()`` plus ``trajectory`` (PCA coordinates of the snapshots) and
-    ``run_coords`` (positions of runs in the plane) where they apply.
+    Settings: ``directions`` (``random``, ``pca``, ``hessian``, ``gradient``, ``runs``), ``runs`` (other
+    run paths for ``runs``: one for a line, two for a plane), ``dims``, ``span``, ``grid``, ``samples``,
+    ``split``, ``seed``, ``normalization``, ``ignore_1d``.
     """
-    from landscape_core import surface as S
+    from landscape_core.surface import compute_surface
 
     s = dict(settings)
-    kind = s.get("directions", "random")
-    dims = int(s.get("dims", 2))
-    if dims not in (1, 2):
-        raise ValueError(f"dims must be 1 or 2, got {dims}")
+    kind = s.pop("directions", "random")
+    others = tuple(s.pop("runs", ()) or ())
+    if kind not in DIRECTION_KINDS:
+        raise ValueError(f"unknown direction kind {kind!r}; choose one of {DIRECTION_KINDS}")
     run = load_run_cached(run_path)
-    lf = _loss_fn(run, s.get("samples", 512), s.get("split", "train"), int(s.get("seed", 0)))
-    ds, traj, run_coords = _directions(run, lf, kind, dims, int(s.get("seed", 0)), s.get("normalization", "filter"),
-                                       bool(s.get("ignore_1d", True)), tuple(s.get("runs", ())))
-    span = s.get("span", 1.0)
-    if kind == "runs":  # coordinates are in units of the distance between runs: frame them all
-        if run_coords and dims == 2:
-            xs = [c[0] for c in run_coords]
-            ys = [c[1] for c in run_coords]
-            pad = float(span) * max(max(xs) - min(xs), max(ys) - min(ys), 1e-9) * 0.25
-            span = ((min(xs) - pad, max(xs) + pad), (min(ys) - pad, max(ys) + pad))
-        else:
-            span = (-float(span) * 0.5, 1 + float(span) * 0.5)
-    grid = int(s.get("grid", 21))
-    if dims == 1:
-        res = S.surface_1d(lf, ds.directions[0], span=span, grid=grid, progress=progress, directions=ds)
+    if kind == "runs":
+        if len(others) not in (1, 2):
+            raise ValueError(f"directions through runs need 1 or 2 other runs, got {len(others)}")
+        s["dims"] = len(others)
+        directions: Any = ("runs", [load_run_cached(p) for p in others])
     else:
-        res = S.surface_2d(lf, ds.directions[0], ds.directions[1], span=span, grid=grid, progress=progress,
-                           directions=ds)
-    out = res.to_dict()
-    out["labels"] = list(ds.labels)
-    out["trajectory"] = traj
-    out["run_coords"] = [list(c) for c in run_coords] if run_coords else None
-    out["request"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}
+        directions = kind
+    out = compute_surface(run, directions=directions, progress=progress, **s).to_dict()
+    out["labels"] = list((out.get("directions") or {}).get("labels") or [])
+    pts = out.get("points") or []
+    out["run_coords"] = [list(p["coords"]) for p in pts] or None
+    out["run_names"] = [p["run"] for p in pts] or None
+    out["request"] = {"directions": kind, "runs": list(others),
+                      **{k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}}
     return out
 
 

@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from .figures import color_values, surface_arrays
+from .figures import color_values, surface_arrays, trajectory_xy
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -41,8 +41,12 @@ def surface_npz_bytes(surface: Mapping[str, Any]) -> bytes:
     if surface.get("center_loss") is not None:
         arrays["center_loss"] = np.float64(surface["center_loss"])
     traj = surface.get("trajectory")
-    if traj and traj.get("x") is not None:
-        arrays["trajectory_xy"] = np.stack([np.asarray(traj["x"], np.float64), np.asarray(traj["y"], np.float64)], 1)
+    if traj:
+        tx, ty = trajectory_xy(traj)
+        arrays["trajectory_xy"] = np.stack([tx.astype(np.float64), ty.astype(np.float64)], 1)
+        for k in ("steps", "true_loss", "plane_loss", "residual_norm"):
+            if traj.get(k) is not None:
+                arrays[f"trajectory_{k}"] = np.asarray(traj[k], np.float64)
     if surface.get("run_coords"):
         arrays["run_coords"] = np.asarray(surface["run_coords"], np.float64)
     meta = {k: surface.get(k) for k in ("directions", "seed", "settings", "labels", "request", "grid", "dims")}
@@ -185,8 +189,8 @@ def surface_png_bytes(
         i0, j0 = int(round(ci)), int(round(cj))
         img[max(j0 - r, 0) : j0 + r + 1, max(i0 - r, 0) : i0 + r + 1] = color
 
-    if trajectory is not None and trajectory.get("x") is not None:
-        for px, py in zip(trajectory["x"], trajectory["y"]):
+    if trajectory is not None:
+        for px, py in zip(*trajectory_xy(trajectory)):
             mark(float(px), float(py), (214, 39, 40), max(1, s // 3))
     mark(0.0, 0.0, (255, 255, 255), max(2, s // 2))
     img = img[::-1]  # PNG rows go top-down: put the largest beta at the top

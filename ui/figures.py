@@ -134,7 +134,8 @@ def shared_zrange(surfaces: Sequence[Mapping[str, Any]], metric: str = "loss", l
     return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
 
 
-def _trajectory_xy(trajectory: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def trajectory_xy(trajectory: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` plane coordinates of a trajectory dict (``x``/``y`` lists or ``coords`` rows)."""
     tx = _first(trajectory, ("x", "alphas", "coords_x"))
     ty = _first(trajectory, ("y", "betas", "coords_y"))
     if (tx is None or ty is None) and trajectory.get("coords") is not None:
@@ -198,7 +199,7 @@ def _add_surface_traces(
                                          "line": {"color": "black", "width": 1}},
                                  showlegend=row is None), **rc)
         if trajectory is not None:
-            tx, ty = _trajectory_xy(trajectory)
+            tx, ty = trajectory_xy(trajectory)
             fig.add_trace(go.Scatter(x=tx, y=ty, mode="lines+markers", name="trajectory",
                                      line={"color": "#d62728", "width": 2}, marker={"size": 5},
                                      text=_hover_steps(trajectory, len(tx)), hoverinfo="text+x+y",
@@ -214,7 +215,7 @@ def _add_surface_traces(
         **rc,
     )
     if trajectory is not None:
-        tx, ty = _trajectory_xy(trajectory)
+        tx, ty = trajectory_xy(trajectory)
         fin = C[np.isfinite(C)]
         span = float(fin.max() - fin.min()) if fin.size else 1.0
         tz = bilinear(x, y, C, tx, ty) + LIFT_FRACTION * max(span, 1e-12)

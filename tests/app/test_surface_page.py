@@ -12,7 +12,7 @@ import pytest
 from landscape_core.functional import loss_function_for_run
 from landscape_core.runs import checkpoints_dir, load_run
 from ui import exports
-from ui.figures import figure_arrays
+from ui.figures import LIFT_FRACTION, figure_arrays
 
 PAGE = "pages/5_Loss_surface.py"
 RUN = checkpoints_dir() / "digits-sgd"
@@ -87,10 +87,15 @@ def test_pca_trajectory_3d_and_exports(page):
     at.radio(key="surf_view").set_value("3d").run()
     fig3 = _fig(at)
     assert fig3["data"][0]["type"] == "surface" and fig3["data"][1]["type"] == "scatter3d"
-    # the trajectory is drawn on (slightly above) the surface: last snapshot = the final point (0, 0)
+    # the trajectory is drawn on (1% of the z range above) the surface; its last snapshot is the final
+    # point (0, 0), a grid node (the PCA box is aligned on 0), where the surface is the run's loss
     tz = figure_arrays(fig3, 1, "z")
     zs = figure_arrays(fig3, 0, "z")
-    assert tz[-1] >= zs[5, 5] - 1e-6
+    assert figure_arrays(fig3, 1, "x")[-1] == pytest.approx(0.0, abs=1e-6)
+    lift = LIFT_FRACTION * float(zs.max() - zs.min())
+    expected, _ = loss_function_for_run(load_run(RUN), split="train", samples=128, seed=0).evaluate()
+    assert tz[-1] - lift == pytest.approx(expected, rel=1e-4)
+    assert np.all(tz - lift >= zs.min() - 1e-6)
     # downloads: compute the same cached surface and read each payload back
     from ui import analysis
 
@@ -98,7 +103,11 @@ def test_pca_trajectory_3d_and_exports(page):
     s = analysis.compute_surface_dict(str(RUN), {"directions": "pca", "grid": 5, "samples": 64, "span": 1.0})
     z5 = np.load(io.BytesIO(exports.surface_npz_bytes(s)))
     assert z5["loss"].shape == (5, 5) and z5["trajectory_xy"].shape[1] == 2
-    assert z5["loss"][2, 2] == pytest.approx(s["center_loss"], rel=1e-6)
+    i0 = int(np.argmin(np.abs(z5["alphas"])))
+    j0 = int(np.argmin(np.abs(z5["betas"])))
+    assert z5["alphas"][i0] == pytest.approx(0.0, abs=1e-9) and z5["betas"][j0] == pytest.approx(0.0, abs=1e-9)
+    assert z5["loss"][j0, i0] == pytest.approx(s["center_loss"], rel=1e-4)
+    assert z5["trajectory_xy"][-1] == pytest.approx([0.0, 0.0], abs=1e-6)
     assert ET.fromstring(exports.surface_vtp_bytes(s)).find("PolyData/Piece").get("NumberOfPoints") == "25"
     png, (w, h) = exports.surface_png_bytes(s, scale=10)
     assert exports.read_png_size(png) == (w, h) == (50, 50)
