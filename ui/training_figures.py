@@ -74,3 +74,39 @@ def compare_curves(histories: Mapping[str, Sequence[Mapping]], *, metric: str = 
     if metric.endswith("_acc"):
         fig.update_yaxes(tickformat=".0%")
     return fig
+
+
+def shared_plane_figure(surface: Mapping, trajectories: Mapping[str, Mapping], *, kind: str = "contour",
+                        log: bool = True, title: str | None = None) -> go.Figure:
+    """One surface in a basis shared by several runs, with every run's trajectory drawn on it.
+
+    Args:
+        surface: a surface dict (``ui.analysis.cached_surface(..., directions="runs")``).
+        trajectories: run name -> ``{"x", "y", "steps"}`` plane coordinates (``ui.training_ui.plane_trajectories``).
+        kind: ``"contour"`` or ``"3d"`` (lines lifted slightly above the surface).
+        log: colour by log10(loss).
+    """
+    import numpy as np
+
+    from .figures import bilinear, color_values, surface_arrays, surface_figure
+
+    fig = surface_figure(surface, kind=kind, log=log, title=title, colorscale="Viridis")
+    x, y, Z = surface_arrays(surface)
+    C = color_values(Z, log)
+    fin = C[np.isfinite(C)]
+    lift = 0.02 * float(fin.max() - fin.min()) if fin.size else 0.0
+    for i, (name, t) in enumerate(trajectories.items()):
+        color = color_for(name.split("-")[-1], i)
+        tx = np.asarray(t["x"], dtype=np.float32)
+        ty = np.asarray(t["y"], dtype=np.float32)
+        text = [f"{name} step {s}" for s in t.get("steps", range(len(tx)))]
+        if kind == "3d" and y is not None:
+            tz = (bilinear(x, y, C, tx, ty) + lift).astype(np.float32)
+            fig.add_trace(go.Scatter3d(x=tx, y=ty, z=tz, mode="lines+markers", name=name, text=text,
+                                       line={"color": color, "width": 6}, marker={"size": 3, "color": color}))
+        else:
+            fig.add_trace(go.Scatter(x=tx, y=ty, mode="lines+markers", name=name, text=text,
+                                     line={"color": color, "width": 2.5}, marker={"size": 6, "color": color}))
+            fig.add_trace(go.Scatter(x=tx[-1:], y=ty[-1:], mode="markers", showlegend=False, hoverinfo="skip",
+                                     marker={"symbol": "x", "size": 12, "color": color}))
+    return fig

@@ -236,3 +236,249 @@ def render_train_page() -> None:
     last = st.session_state.get("train_last")
     if last and Path(last["path"]).exists():
         show_result(last)
+
+
+# --- Compare optimizers ---------------------------------------------------------------------------
+
+COMPARE_CURVATURE = {"top_k": 1, "trace": True, "trace_probes": 20, "trace_method": "hutchinson",
+                     "smallest": False, "samples": 256, "seed": 0}
+COMPARE_SURFACE = {"directions": "runs", "grid": 21, "samples": 256, "span": 1.0, "seed": 0}
+
+
+def compare_form() -> tuple[TrainConfig | None, list[dict], str]:
+    """Widgets for a comparison: shared settings, optimizers, budget. Returns ``(base, entries, budget)``."""
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        st.markdown("**Shared settings**")
+        ds = dataset_spec_from_widgets("cmp")
+        problem = dataset_problem(ds)
+        if problem:
+            show_error(problem)
+        width = st.select_slider("MLP width", [8, 16, 32, 64, 128], value=32, key="cmp_width")
+        depth = st.slider("Hidden layers", 1, 4, 2, key="cmp_depth")
+        epochs = st.slider("Epochs", 1, 50, 8, key="cmp_epochs")
+        batch = st.select_slider("Batch size", [16, 32, 64, 128, 256], value=64, key="cmp_bs")
+        seed = st.number_input("Seed (initialisation and data order)", 0, 10_000, 0, key="cmp_seed")
+    with c2:
+        st.markdown("**Optimizers**")
+        opts = st.multiselect("Optimizers", ["sgd", "sam", "adam", "asam", "adamw"], default=["sgd", "sam", "adam"],
+                              key="cmp_opts")
+        lr_sgd = st.select_slider("SGD / SAM learning rate", LR_CHOICES, value=0.05, key="cmp_lr_sgd",
+                                  format_func=lambda v: f"{v:g}")
+        lr_adam = st.select_slider("Adam learning rate", LR_CHOICES, value=1e-3, key="cmp_lr_adam",
+                                   format_func=lambda v: f"{v:g}")
+        rho = st.select_slider("SAM radius ρ", [0.01, 0.02, 0.05, 0.1, 0.2, 0.5], value=0.05, key="cmp_rho")
+    with c3:
+        st.markdown("**Budget**")
+        budget_label = st.radio("Compare at", ["equal optimizer steps", "equal gradient evaluations"],
+                                key="cmp_budget",
+                                help="SAM spends two gradient evaluations per step: with equal gradient "
+                                     "evaluations it takes half as many steps as SGD and Adam.")
+        budget = "steps" if budget_label.startswith("equal optimizer") else "grad-evals"
+    if problem or not opts:
+        if not opts:
+            st.info("Pick at least one optimizer.")
+        return None, [], budget
+    entries = []
+    for o in opts:
+        e: dict = {"optimizer": o, "lr": float(lr_adam if o in ADAM_FAMILY else lr_sgd)}
+        if o in ("sam", "asam"):
+            e["rho"] = float(rho) if o == "sam" else float(max(rho, 0.1) * 5)
+            e["adaptive"] = o == "asam"
+        entries.append(e)
+    try:
+        base = TrainConfig(dataset=ds, model="mlp", width=int(width), depth=int(depth), activation="tanh",
+                           batch_size=int(batch), epochs=int(epochs), seed=int(seed), snapshots=10)
+    except ValueError as e:
+        show_error(e)
+        return None, [], budget
+    return base, entries, budget
+
+
+def run_compare(base: TrainConfig, entries: list[dict], budget: str) -> list[str] | None:
+    """Train every entry from the same init and data order with live progress; returns the saved run paths."""
+    from landscape_core.training import compare
+
+    bar = st.progress(0.0, text="starting")
+    chart = st.empty()
+    histories: dict[str, list[dict]] = {}
+
+    def cb(info: dict) -> None:
+        bar.progress(min(max(float(info.get("fraction", 0.0)), 0.0), 1.0), text=info.get("message", ""))
+        msg = info.get("message", "")
+        inner = msg.split("] ", 1)[-1]
+        if _EPOCH_END.match(inner):
+            histories.setdefault(info["optimizer"], []).append(
+                {k: info[k] for k in ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")})
+            from .training_figures import compare_curves
+
+            chart.plotly_chart(compare_curves(histories, metric="test_acc", title="Test accuracy (live)"),
+                               key=f"cmp_live_{time.monotonic_ns()}")
+
+    stamp = time.strftime("%H%M%S")
+    try:
+        results = compare(base, entries, budget=budget, out_dir=workspace(), progress=cb,
+                          name_prefix=f"cmp-{base.dataset['name']}-{stamp}")
+    except (ValueError, DataError, RunError) as e:
+        bar.empty()
+        show_error(e)
+        return None
+    bar.empty()
+    chart.empty()
+    clear_caches()
+    paths = [str(r.path) for r in results if r.path is not None]
+    st.session_state["cmp_last"] = {"paths": paths, "budget": budget}
+    return paths
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def plane_trajectories(paths: tuple[str, ...], hashes: tuple[str, ...]) -> dict[str, dict]:
+    """Each run's trajectory snapshots projected onto the plane through the runs' final points.
+
+    The plane is ``landscape_core.directions.plane_through(A, B, C)`` (origin A, orthonormal e1, e2), or
+    the line A->B for two runs. Coordinates are ``(s - A) . e_i``; the part of ``s - A`` off the plane is
+    not shown (see the Guide on what projections can hide).
+    """
+    import torch
+
+    from landscape_core import directions as D
+    from landscape_core.params import detached_params, flatten
+
+    from .cache import load_run_cached
+
+    runs = [load_run_cached(p) for p in paths]
+    thetas = [detached_params(r.model) for r in runs]
+    names = list(thetas[0])
+    if len(runs) >= 3:
+        _, e1, e2, _ = D.plane_through(thetas[0], thetas[1], thetas[2])
+        basis = [flatten({k: e1[k] for k in names}).double(), flatten({k: e2[k] for k in names}).double()]
+    else:
+        _, d = D.line_through(thetas[0], thetas[1])
+        basis = [flatten({k: d[k] for k in names}).double()]
+        basis[0] = basis[0] / float(basis[0].norm()) ** 2  # t coordinate: 0 at A, 1 at B
+    a = flatten({k: thetas[0][k] for k in names}).double()
+    out: dict[str, dict] = {}
+    for r in runs:
+        try:
+            snaps, steps = r.trajectory()
+        except RunError:
+            continue
+        S = int(snaps[names[0]].shape[0])
+        M = torch.cat([snaps[k].double().reshape(S, -1) for k in names], dim=1) - a
+        coords = [(M @ b).tolist() for b in basis]
+        out[r.name] = {"x": coords[0], "y": coords[1] if len(coords) > 1 else [0.0] * S,
+                       "steps": [int(s) for s in steps.tolist()]}
+    return out
+
+
+def compare_metrics(paths: list[str], *, with_curvature: bool = True, progress=None) -> list[dict]:
+    """One row per run: accuracy, gaps, lambda_max, trace (± stderr), seconds per epoch, steps, grad evals."""
+    from .analysis import cached_hessian
+    from .cache import load_run_cached
+
+    rows = []
+    for i, p in enumerate(paths):
+        run = load_run_cached(p)
+        m = run.meta
+        f = m["final"]
+        row = {"run": run.name, "optimizer": m["config"]["optimizer"], "test_acc": f["test_acc"],
+               "acc_gap": f["acc_gap"], "loss_gap": f["gen_gap"], "sec_per_epoch": m["timings"]["seconds_per_epoch"],
+               "steps": m["steps"], "grad_evals": m["grad_evals"]}
+        if with_curvature:
+            if progress is not None:
+                progress(i / len(paths), f"curvature of {run.name}")
+            h = cached_hessian(p, run.weights_hash, **COMPARE_CURVATURE)
+            row["lambda_max"] = h["eigenvalues"][0]
+            row["trace"] = h["trace"]["mean"]
+            row["trace_stderr"] = h["trace"]["stderr"]
+        rows.append(row)
+    return rows
+
+
+def _show_compare(last: dict) -> None:
+    from .analysis import cached_surface
+    from .cache import load_run_cached
+
+    paths = [p for p in last["paths"] if Path(p).exists()]
+    if not paths:
+        return
+    budget = "equal optimizer steps" if last["budget"] == "steps" else "equal gradient evaluations (SAM: 2 per step)"
+    st.subheader("Results")
+    st.caption(f"Same initialisation and data order; budget: **{budget}**. Curvature on 256 training examples: "
+               "top-1 Lanczos and a 20-probe Hutchinson trace (± one standard error).")
+    with st.status("Measuring curvature...", expanded=False) as status:
+        rows = compare_metrics(paths)
+        status.update(label="Curvature measured", state="complete")
+    import pandas as pd
+
+    df = pd.DataFrame(rows).set_index("run")
+    st.dataframe(df, column_config={
+        "test_acc": st.column_config.NumberColumn("test acc", format="percent"),
+        "acc_gap": st.column_config.NumberColumn("acc gap", format="percent"),
+        "loss_gap": st.column_config.NumberColumn("loss gap", format="%.3f"),
+        "lambda_max": st.column_config.NumberColumn("λ_max", format="%.3f"),
+        "trace": st.column_config.NumberColumn("trace", format="%.2f"),
+        "trace_stderr": st.column_config.NumberColumn("± stderr", format="%.2f"),
+        "sec_per_epoch": st.column_config.NumberColumn("s / epoch", format="%.2f"),
+    })
+    histories = {load_run_cached(p).name: load_run_cached(p).meta["history"] for p in paths}
+    _compare_curves_fragment(histories)
+    if len(paths) >= 2:
+        runs = [load_run_cached(p) for p in paths]
+        try:
+            with st.spinner("Loss surface in the plane of the final weights..."):
+                surf = cached_surface(paths[0], runs[0].weights_hash, **COMPARE_SURFACE, dims=2 if len(paths) >= 3 else 1,
+                                      runs=tuple(paths[1:3]))
+                trajs = plane_trajectories(tuple(paths[:3]), tuple(r.weights_hash for r in runs[:3]))
+        except (ValueError, RunError) as e:
+            show_error(e)
+            return
+        _shared_plane_fragment(surf, trajs, two_d=len(paths) >= 3)
+        guide_link("pca-trajectories", "What a projected trajectory can and cannot show")
+
+
+@st.fragment
+def _compare_curves_fragment(histories: dict) -> None:
+    from .training_figures import compare_curves
+
+    c1, c2 = st.columns(2)
+    metric = c1.selectbox("Curve", ["test_acc", "train_loss", "test_loss", "train_acc"], key="cmp_metric")
+    x = c2.selectbox("x axis", ["epoch", "grad_evals", "step"], key="cmp_x")
+    st.plotly_chart(compare_curves(histories, metric=metric, x=x), key="cmp_curves")
+
+
+@st.fragment
+def _shared_plane_fragment(surf: dict, trajs: dict, two_d: bool) -> None:
+    from .training_figures import shared_plane_figure
+
+    kind = "contour"
+    if two_d:
+        kind = st.radio("View", ["contour", "3d"], horizontal=True, key="cmp_plane_kind")
+        st.caption("The plane through the three final weight vectors (first run at the origin); every run's "
+                   "trajectory is projected onto it.")
+    else:
+        st.caption("The line through the two final weight vectors: t = 0 is the first run, t = 1 the second.")
+    fig = shared_plane_figure(surf, trajs if two_d else {}, kind=kind if two_d else "1d", log=two_d)
+    st.plotly_chart(fig, key="cmp_plane")
+
+
+def render_compare_page() -> None:
+    """Draw the Compare optimizers page."""
+    base, entries, budget = compare_form()
+    if base is not None:
+        try:
+            n = dataset_size(base.dataset)
+            steps = base.epochs * math.ceil(n / base.batch_size)
+            per = step_seconds(base.to_dict())
+            evals = sum(steps * (2 if e["optimizer"] in ("sam", "asam") else 1) for e in entries)
+            if budget == "grad-evals":
+                evals = steps * len(entries)
+            st.caption(f"⏱ about {per * evals + 0.05 * base.epochs * len(entries):.1f} s "
+                       f"({len(entries)} runs, {steps} steps each at equal steps)")
+        except (ValueError, DataError) as e:
+            show_error(e)
+        if st.button("Run comparison", type="primary", key="cmp_go"):
+            run_compare(base, entries, budget)
+    last = st.session_state.get("cmp_last")
+    if last:
+        _show_compare(last)

@@ -1,4 +1,7 @@
-"""Fixtures for AppTest page tests: isolated workspace and cache, an AppTest factory, no shipped runs."""
+"""Fixtures for AppTest page tests: isolated workspace and cache, an AppTest factory, no shipped runs.
+
+Helpers (``make_tiny_run``, ``plotly_array``, ``chart_data``) are importable as ``app_helpers``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
+# test modules import helpers with ``from app_helpers import ...`` (``conftest`` alone is ambiguous)
+sys.modules.setdefault("app_helpers", sys.modules[__name__])
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -75,3 +80,22 @@ def make_tiny_run(folder: Path, name: str, optimizer: str = "sgd", epochs: int =
 def tiny_run(workspace_dir) -> Path:
     """A tiny trained run in the test's workspace (``tiny-sgd``)."""
     return make_tiny_run(workspace_dir, "tiny-sgd")
+
+
+def plotly_array(v):
+    """A Plotly JSON array as a NumPy array (plain list, or plotly 6's ``{"dtype", "bdata"}`` encoding)."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return a.reshape(v["shape"]) if "shape" in v else a
+    return np.asarray(v)
+
+
+def chart_data(at, index: int = 0) -> list[dict]:
+    """The ``data`` traces of the ``index``-th Plotly chart on an AppTest page."""
+    import json
+
+    return json.loads(at.get("plotly_chart")[index].proto.spec)["data"]
