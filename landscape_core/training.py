@@ -170,13 +170,17 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What :func:`train` returns. ``model`` is in eval mode; ``path`` is ``None`` when nothing was saved."""
+    """What :func:`train` returns. ``model`` is in eval mode; ``path`` is ``None`` when nothing was saved.
+
+    ``trajectory`` is ``(snapshots, steps)`` as saved in the run (``snapshots[name]``: ``(S, *shape)``).
+    """
 
     model: nn.Module
     meta: dict
     history: list[dict]
     path: Path | None
     cancelled: bool
+    trajectory: tuple[dict[str, Tensor], Tensor] | None = field(default=None, repr=False)
 
     @property
     def final(self) -> dict:
@@ -405,7 +409,8 @@ def train(
         meta["name"] = target.name
         saved = save_run(target, model.to("cpu"), meta, trajectory)
     model = model.to("cpu").eval()
-    return TrainResult(model=model, meta=meta, history=history, path=saved, cancelled=cancelled)
+    return TrainResult(model=model, meta=meta, history=history, path=saved, cancelled=cancelled,
+                       trajectory=trajectory)
 
 
 def _overrides(entry: str | Mapping[str, Any], base: TrainConfig) -> dict:
