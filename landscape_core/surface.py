@@ -671,6 +671,13 @@ def _padded_box(pts: np.ndarray, span: float) -> list[tuple[float, float]]:
     return [(float(lo[j] - pad[j]), float(hi[j] + pad[j])) for j in range(pts.shape[1])]
 
 
+def _align_zero(lo: float, hi: float, n: int) -> tuple[float, float]:
+    """Widen ``[lo, hi]`` (containing 0) by at most one step so that 0 is a node of ``linspace(lo, hi, n)``."""
+    h = (hi - lo) / max(n - 2, 1)
+    lo2 = h * math.floor(lo / h)
+    return lo2, lo2 + (n - 1) * h
+
+
 def _resolve_run(r: Any) -> Any:
     from .runs import Run, load_run
 
@@ -746,6 +753,8 @@ def _compute_surface_uncached(run: Any, opts: dict, other_runs: list, n_jobs: in
             labels = ("distance along A->B", "distance towards C")
         points = [{"run": n, "coords": [float(x) for x in c]} for n, c in zip(names, coords)]
         box = _padded_box(coords, span)
+    if kind in ("pca", "runs"):
+        box = [_align_zero(lo, hi, grid) for lo, hi in box]
     dset = D.DirectionSet(
         kind=kind, directions=dirs, seed=seed if kind in ("random", "hessian") or (kind == "gradient" and dims == 2) else None,
         normalization=nz, ignore_1d=ig, explained_variance=ev, labels=labels, extra=extra,
