@@ -18,6 +18,15 @@ from landscape_core.training import TrainConfig, compare, snapshot_steps, train
 MOONS = {"name": "moons", "n_samples": 200, "noise": 0.2}
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread avoids OpenMP spin contention on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _cfg(**kw) -> TrainConfig:
     base = dict(dataset=MOONS, model="mlp", width=8, depth=1, activation="tanh", optimizer="sgd", lr=0.1,
                 batch_size=30, epochs=3, snapshots=4, seed=0)
