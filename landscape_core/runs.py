@@ -316,3 +316,32 @@ def unique_run_path(folder: str | os.PathLike, stem: str) -> Path:
     while p.exists():
         p, i = folder / f"{stem}-{i}", i + 1
     return p
+
+
+def export_zip(run_path: str | os.PathLike, dest_zip: str | os.PathLike) -> Path:
+    """Write the run folder as a zip (entries relative to the folder, e.g. ``run.json``) and return its path.
+
+    Only the run's regular files are stored (no hidden leftovers, links or absolute names); the archive
+    is written to a temporary file beside ``dest_zip`` and renamed into place.
+    """
+    import zipfile
+
+    run_path = Path(run_path)
+    read_meta(run_path)  # refuses folders that are not runs
+    dest = Path(dest_zip)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    files = sorted(
+        p for p in run_path.rglob("*")
+        if p.is_file() and not p.is_symlink() and not any(part.startswith(".") for part in p.relative_to(run_path).parts)
+    )
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}-", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for p in files:
+                zf.write(p, arcname=p.relative_to(run_path).as_posix())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
