@@ -164,7 +164,7 @@ def analyze_hessian(
     lam_min = None
     if smallest:
         step("smallest eigenvalue (Lanczos)")
-        low = lanczos(op, 1, which="smallest", tol=max(tol, 1e-4), max_iter=min(n, 100), seed=seed + 1)
+        low = lanczos(op, 1, which="smallest", tol=max(tol, 1e-4), max_iter=min(n, 60), seed=seed + 1)
         lam_min = {"value": float(low.eigenvalues[0]), "residual": float(low.residuals[0]),
                    "converged": low.converged}
     tr = None

@@ -85,3 +85,24 @@ def _subset(run, n, seed):
     from landscape_core.data import analysis_subset
 
     return analysis_subset(*run.train_data, n, seed=seed)
+
+
+def test_cost_estimate_multiplies_unit_costs(tiny):
+    import re
+
+    from landscape_core.cost import estimate_cost
+
+    m, lf, _ = tiny
+    h0 = model_hash(m)
+    c = estimate_cost(lf, forwards=10, gradients=2, hvps=120, repeats=2)
+    assert c.per_forward > 0 and c.per_gradient > 0 and c.per_hvp > 0
+    assert np.isclose(c.seconds_total, 10 * c.per_forward + 2 * c.per_gradient + 120 * c.per_hvp)
+    assert re.match(r"^~[0-9.]+ (us|ms|s|min|h) \(120 HVPs x [0-9.]+ (us|ms|s) \+ 2 gradients x .* \+ 10 forwards x ",
+                    c.describe())
+    assert c.counts == {"forwards": 10, "gradients": 2, "hvps": 120}
+    none = estimate_cost(lf)
+    assert none.seconds_total == 0 and none.per_hvp is None and "nothing" in none.describe()
+    json.dumps(c.to_dict())
+    with pytest.raises(ValueError, match="hvps"):
+        estimate_cost(lf, hvps=-1)
+    assert model_hash(m) == h0

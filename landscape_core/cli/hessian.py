@@ -1,0 +1,87 @@
+"""``hessian``: top-k eigenvalues, trace, spectral density and per-layer curvature of a run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import CLIError, add_device_flag, add_json_flag, positive_int, resolve_device, samples_arg
+
+
+def resolve_run(name: str) -> Path:
+    """A run folder path if it exists, else ``checkpoints/NAME``, else ``workspace/NAME``."""
+    from ..runs import checkpoints_dir, workspace_dir
+
+    for p in (Path(name), checkpoints_dir() / name, workspace_dir() / name):
+        if (p / "run.json").is_file():
+            return p
+    raise CLIError(f"no run named {name!r} (looked for a folder, checkpoints/{name} and the workspace)")
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("hessian", help="Hessian spectrum of a run: top-k eigenvalues, trace, density")
+    p.add_argument("run", help="run folder, or the name of a shipped checkpoint / workspace run")
+    p.add_argument("--top-k", type=positive_int, default=5, help="number of largest eigenvalues (Lanczos)")
+    p.add_argument("--trace", action="store_true", help="estimate the trace (Hutch++ with a standard error)")
+    p.add_argument("--trace-probes", type=positive_int, default=50, help="matvec budget of the trace estimate")
+    p.add_argument("--trace-method", choices=["hutch++", "hutchinson"], default="hutch++")
+    p.add_argument("--density", action="store_true", help="SLQ spectral density")
+    p.add_argument("--density-probes", type=positive_int, default=4)
+    p.add_argument("--lanczos-steps", type=positive_int, default=60, help="Lanczos steps per density probe")
+    p.add_argument("--per-layer", action="store_true", help="top eigenvalue and trace of each layer's block")
+    p.add_argument("--exact", action="store_true", help="dense float64 spectrum too (<= 5000 parameters)")
+    p.add_argument("--samples", type=samples_arg, default=512, help="examples used (or 'all')")
+    p.add_argument("--split", choices=["train", "test"], default="train")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--tol", type=float, default=1e-6, help="relative residual tolerance of Lanczos")
+    add_device_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=run_hessian)
+
+
+def run_hessian(args: argparse.Namespace) -> dict:
+    import sys
+
+    from ..curvature import analyze_hessian
+    from ..runs import load_run
+
+    device = resolve_device(args.device)
+    run = load_run(resolve_run(args.run), device=device)
+
+    def progress(frac: float, msg: str) -> None:
+        print(f"[{frac * 100:5.1f}%] {msg}", file=sys.stderr)
+
+    r = analyze_hessian(
+        run, top_k=args.top_k, trace=args.trace, trace_probes=args.trace_probes, trace_method=args.trace_method,
+        density=args.density, density_probes=args.density_probes, lanczos_steps=args.lanczos_steps,
+        per_layer=args.per_layer, exact=args.exact, samples=args.samples, split=args.split, seed=args.seed,
+        tol=args.tol, progress=progress, device=device,
+    )
+    d = r.to_dict()
+    out = {
+        "run": run.name,
+        "eigenvalues": d["eigenvalues"],
+        "residuals": d["residuals"],
+        "converged": d["converged"],
+        "matvecs": d["matvecs"],
+        "seconds": d["seconds"],
+        "num_params": d["num_params"],
+        "condition": d["condition"],
+        "settings": d["settings"],
+    }
+    if d["trace"] is not None:
+        out["trace"] = d["trace"]
+    if d["density"] is not None:
+        out["density"] = d["density"]
+    if d["per_layer"] is not None:
+        out["per_layer"] = d["per_layer"]
+    if d["exact_eigenvalues"] is not None:
+        out["exact_eigenvalues"] = d["exact_eigenvalues"]
+    return out
