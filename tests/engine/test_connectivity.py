@@ -118,6 +118,20 @@ def test_nonconvex_permutation_has_positive_barrier_and_bezier_lowers_the_midpoi
     assert len(bez.train_history) >= 2
 
 
+def test_second_data_set_is_evaluated_at_the_same_points():
+    X, y = _blobs(n=60, d=3)
+    Xt, yt = _blobs(n=30, d=3, seed=9)
+    model = nn.Linear(3, 2).to(DT)
+    fn, ft = LossFunction(model, X, y), LossFunction(model, Xt, yt)
+    a = fn.params0
+    b = {k: -v for k, v in a.items()}
+    res = linear_path(fn, a, b, n_points=3, test_fn=ft)
+    assert res.test_loss == (ft.evaluate(a)[0], ft.evaluate({k: 0 * v for k, v in a.items()})[0], ft.evaluate(b)[0])
+    assert res.test_accuracy[0] == ft.evaluate(a)[1]
+    assert res.test_barrier == barrier_of(res.ts, res.test_loss)[0]
+    assert "test_loss" in res.to_dict()
+
+
 def test_untrained_bezier_is_the_linear_path(nonconvex):
     fn, a, b = nonconvex
     lin = linear_path(fn, a, b, n_points=5)
@@ -190,9 +204,10 @@ def test_invalid_settings_raise():
 DS = DatasetSpec(name="moons", n_samples=80, seed=0)
 
 
-def _save(tmp_path, name, width=8, seed=0, ds=DS, train=True):
+def _save(tmp_path, name, width=8, seed=0, ds=DS, train=True, batchnorm=False):
     data = load_dataset(ds)
-    spec = model_spec("mlp", data.input_shape, data.num_classes, width=width, depth=1, activation="tanh")
+    spec = model_spec("mlp", data.input_shape, data.num_classes, width=width, depth=1, activation="tanh",
+                      batchnorm=batchnorm)
     model = build_model(spec, seed=seed)
     if train:
         _train(model, *data.train, steps=60, lr=0.05)
@@ -232,3 +247,17 @@ def test_connect_runs_refuses_different_models_or_data(tmp_path):
         check_compatible(ra.meta, rd.meta)
     with pytest.raises(ValueError, match="curve"):
         connect_runs(ra, ra, curve="spline")
+
+
+def test_connect_runs_with_batchnorm_recalibrates_every_point(tmp_path):
+    ra = load_run(_save(tmp_path, "a", seed=0, batchnorm=True))
+    rb = load_run(_save(tmp_path, "b", seed=1, batchnorm=True))
+    ha = model_hash(ra.model)
+    res = connect_runs(ra, rb, n_points=3, samples=None)
+    assert res.settings["batchnorm_recalibrated"] and res.path.recalibrated_bn
+    fa = LossFunction(ra.model, *ra.train_data, batch_size=1024)
+    own = recalibrate_bn(fa.model, fa.params0, fa.X)
+    view = LossFunction(ra.model, *ra.train_data)
+    view.buffers = own
+    assert res.path.loss[0] == pytest.approx(view.evaluate()[0], rel=1e-6)
+    assert model_hash(ra.model) == ha
