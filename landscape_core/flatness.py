@@ -654,7 +654,7 @@ def _power_lambda_max(loss_fn: LossFunction, *, iters: int = 500, tol: float = 1
         return {k: h.detach() for k, h in zip(p, hv)}
 
     gen = torch.Generator().manual_seed(seed)
-    v = {k: torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.dtype) for k, t in theta.items()}
+    v = {k: torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.device, t.dtype) for k, t in theta.items()}
     nv = math.sqrt(sum(float((x.double() ** 2).sum()) for x in v.values()))
     v = {k: x / nv for k, x in v.items()}
     lam = 0.0
