@@ -90,6 +90,15 @@ def _cached(name: str, key: tuple, fn: Callable[[], dict]) -> dict:
     return _result_store().get_or_compute((name, *key), run)
 
 
+def has_result(name: str, *key: Any, **settings: Any) -> bool:
+    """Whether ``cached_<name>(*key, **settings)`` is already stored (pages then show it without a button)."""
+    settings.pop("progress", None)
+    full = (name, *key, _freeze(settings)) if settings else (name, *key)
+    store = _result_store()
+    with store.lock:
+        return full in store.data
+
+
 def clear_results() -> None:
     """Forget every stored analysis result."""
     _result_store().clear()
@@ -357,4 +366,4 @@ def cost_string(run_path: str, weights_hash: str, samples: int | None, forwards:
     run = load_run_cached(run_path)
     lf = _loss_fn(run, samples, "train", 0)
     est = C.estimate_cost(lf, forwards=forwards, hvps=hvps)
-    return str(est)
+    return est.describe() if hasattr(est, "describe") else str(est)

@@ -572,3 +572,22 @@ def figure_arrays(fig: go.Figure | Mapping[str, Any], trace: int = 0, key: str =
             arr = arr.reshape([int(s) for s in str(shape).split(",")])
         return arr
     return np.asarray(val, dtype=np.float64)
+
+
+def budget_figure(rows: Sequence[Mapping[str, Any]], quantity: str = "lambda_max", *,
+                  exact: float | None = None) -> go.Figure:
+    """An estimate against the number of data examples it was computed on: one dot per seed (the
+    subsampling spread) and the mean per budget as a line, with the exact full-data value if known."""
+    xs = np.asarray([r["samples"] for r in rows], np.float64)
+    ys = np.asarray([np.nan if r.get(quantity) is None else r[quantity] for r in rows], np.float64)
+    fig = go.Figure(go.Scatter(x=xs.astype(F32), y=ys.astype(F32), mode="markers", name="per data seed",
+                               marker={"size": 7, "color": PALETTE[0], "opacity": 0.6}))
+    ux = np.unique(xs)
+    means = np.array([np.nanmean(ys[xs == u]) for u in ux])
+    fig.add_trace(go.Scatter(x=ux.astype(F32), y=means.astype(F32), mode="lines+markers", name="mean",
+                             line={"color": PALETTE[1]}))
+    if exact is not None:
+        fig.add_hline(y=float(exact), line={"color": "black", "dash": "dot"}, annotation_text="reference")
+    fig.update_layout(title={"text": f"{quantity} vs sample budget"}, xaxis_title="examples in the loss",
+                      xaxis_type="log", yaxis_title=quantity, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig

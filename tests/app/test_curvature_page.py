@@ -1,0 +1,124 @@
+"""AppTest of pages/6_Curvature.py on the shipped runs (moons-tiny for the exact spectrum)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from landscape_core.exact import exact_spectrum
+from landscape_core.functional import loss_function_for_run
+from landscape_core.runs import checkpoints_dir, load_run
+from ui import analysis
+from ui.figures import figure_arrays
+
+PAGE = "pages/6_Curvature.py"
+TINY = checkpoints_dir() / "moons-tiny"
+DIGITS = checkpoints_dir() / "digits-sgd"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """HVPs on 2 shared cores run far faster single-threaded (no OpenMP oversubscription)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _chart(at, key: str) -> dict:
+    for c in at.get("plotly_chart"):
+        if key in (c.proto.id or ""):
+            return json.loads(c.proto.spec)
+    raise AssertionError(f"no chart {key!r}; charts: {[c.proto.id for c in at.get('plotly_chart')]}")
+
+
+def _tiny_page(app_test, **state):
+    if not (TINY / "run.json").is_file():
+        pytest.fail("shipped run checkpoints/moons-tiny is missing (run scripts/make_checkpoints.py)")
+    at = app_test(PAGE, timeout=300)
+    at.session_state["active_run"] = str(TINY)
+    defaults = {"curv_samples": 128, "curv_probes": 10, "curv_dprobes": 2, "curv_dsteps": 30, "curv_k": 5}
+    for k, v in {**defaults, **state}.items():
+        at.session_state[k] = v
+    return at
+
+
+def test_exact_spectrum_matches_estimators_and_controls(app_test):
+    at = _tiny_page(app_test).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Press **Compute**" in i.value for i in at.info)
+    at.button(key="curv_compute").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    spec = _chart(at, "curv_spectrum")
+    est = figure_arrays(spec, 0, "y").astype(np.float64)
+    res = figure_arrays({"data": [spec["data"][0]["error_y"]]}, 0, "array").astype(np.float64)
+    exact_fig = figure_arrays(spec, 1, "y").astype(np.float64)
+    # independent dense float64 spectrum of the same loss (128 train examples, seed 0)
+    lf = loss_function_for_run(load_run(TINY), split="train", samples=128, seed=0)
+    exact = np.sort(exact_spectrum(lf))[::-1]
+    np.testing.assert_allclose(exact_fig, exact[:5], rtol=1e-5)
+    assert len(est) == 5
+    # every Ritz value is within its residual (+ float32 rounding of the operator) of an exact eigenvalue
+    tol = 1e-6 * abs(exact[0])
+    for v, r, e in zip(est, res, exact[:5]):
+        assert abs(v - e) <= r + tol + 1e-6 * abs(e)
+    assert any("lambda_max" in m.label and float(m.value) == pytest.approx(exact[0], rel=1e-4) for m in at.metric)
+
+    # density: the smoothing slider re-smooths the stored nodes; no new Hessian computation
+    n_before = analysis.COMPUTE_COUNT["hessian"]
+    d1 = _chart(at, "curv_density_fig")
+    y1 = figure_arrays(d1, 0, "y").astype(np.float64)
+    x1 = figure_arrays(d1, 0, "x").astype(np.float64)
+    assert np.trapezoid(y1, x1) == pytest.approx(1.0, abs=0.02)
+    assert d1["layout"]["yaxis"]["type"] == "log"
+    at.slider(key="curv_sigma").set_value(0.05).run()
+    d2 = _chart(at, "curv_density_fig")
+    y2 = figure_arrays(d2, 0, "y").astype(np.float64)
+    x2 = figure_arrays(d2, 0, "x").astype(np.float64)
+    assert not np.allclose(y1[: len(y2)], y2[: len(y1)])
+    assert np.trapezoid(y2, x2) == pytest.approx(1.0, abs=0.02)
+    assert y2.max() < y1.max()  # wider kernel, lower peaks
+    assert analysis.COMPUTE_COUNT["hessian"] == n_before
+    at.toggle(key="curv_dlog").set_value(False).run()
+    assert _chart(at, "curv_density_fig")["layout"]["yaxis"]["type"] == "linear"
+
+    # per-layer table and heat map
+    assert _chart(at, "curv_layer_map")["data"][0]["type"] == "heatmap"
+    # sharpness: moons-tiny did not track it, the page explains how to enable it
+    assert any("sharpness_every" in i.value for i in at.info)
+
+    # estimators vs exact: Ritz values per iteration and the Hutchinson running mean
+    at.button(key="curv_study_btn").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    ritz = _chart(at, "curv_ritz")
+    assert figure_arrays(ritz, 0, "x").max() == pytest.approx(min(60, 354))
+    hutch = _chart(at, "curv_hutch")
+    assert len(figure_arrays(hutch, 1, "y")) == 100
+    assert any("5/5 Lanczos eigenvalues" in s.value for s in at.success)
+
+    # top-k: a new analysis with 3 eigenvalues
+    at.slider(key="curv_k").set_value(3).run()
+    at.button(key="curv_compute").click().run()
+    assert len(figure_arrays(_chart(at, "curv_spectrum"), 0, "y")) == 3
+
+
+def test_large_model_has_no_exact_option(app_test):
+    if not (DIGITS / "run.json").is_file():
+        pytest.fail("shipped run checkpoints/digits-sgd is missing")
+    at = app_test(PAGE, timeout=300)
+    at.session_state["active_run"] = str(DIGITS)
+    at.run()
+    assert not at.exception
+    tog = at.toggle(key="curv_exact")
+    assert tog.disabled and tog.value is False
+    assert not at.get("plotly_chart")  # nothing heavy runs before Compute
+
+
+def test_empty_workspace(app_test, empty_checkpoints):
+    at = app_test(PAGE).run()
+    assert not at.exception
+    assert any("No runs yet" in i.value for i in at.info)
