@@ -716,7 +716,10 @@ def invariance_demo(
         X, y = analysis_subset(*run_or_model.train_data, samples, seed=seed)
     else:
         raise ValueError(f"expected a Run or an nn.Module, got {type(run_or_model).__name__}")
-    rescaled = rescale_function_preserving(model, layer_pairs, c=c)
+    try:
+        rescaled = rescale_function_preserving(model, layer_pairs, c=c)
+    except ValueError as e:
+        raise ValueError(f"the rescaling demo needs a ReLU network (Linear/Conv - ReLU - Linear/Conv): {e}") from None
     before = LossFunction(model, X, y, dtype=dtype)
     after = LossFunction(rescaled, X, y, dtype=dtype)
     with torch.no_grad():

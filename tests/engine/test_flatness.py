@@ -172,6 +172,8 @@ def test_rescale_preserves_the_function_and_returns_a_new_model():
         rescale_function_preserving(MLP((4,), 2, activation="tanh"))
     with pytest.raises(ValueError, match="c must be"):
         rescale_function_preserving(model, c=-1.0)
+    with pytest.raises(ValueError, match="needs a ReLU network"):
+        invariance_demo(MLP((4,), 2, activation="tanh").to(DT), X, y)
 
 
 def test_invariance_demo_separates_invariant_from_non_invariant_measures():
