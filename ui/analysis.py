@@ -312,6 +312,20 @@ def cached_trajectory(run_path: str, weights_hash: str, **settings: Any) -> dict
                    lambda: _as_dict(project_trajectory(load_run_cached(run_path), progress=progress, **_thaw(frozen))))
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_pca_variance(run_path: str, weights_hash: str, k: int = 10) -> list[float]:
+    """Explained-variance ratios of the top ``k`` PCA directions of the run's trajectory (``k`` capped
+    at the number of snapshots)."""
+    from landscape_core.directions import pca_directions
+    from landscape_core.params import detached_params
+
+    run = load_run_cached(run_path)
+    snaps, _ = run.trajectory()
+    s = int(next(iter(snaps.values())).shape[0])
+    pca = pca_directions(snaps, detached_params(run.model), k=max(1, min(k, s)))
+    return [float(x) for x in pca.explained_variance_ratio]
+
+
 def cached_connectivity(path_a: str, hash_a: str, path_b: str, hash_b: str, **settings: Any) -> dict:
     """Cached ``connect_runs(run_a, run_b, **settings).to_dict()`` (``progress=`` optional)."""
     from landscape_core.connectivity import connect_runs
