@@ -186,6 +186,7 @@ _CIFAR_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes (string -> bytes only)
 }
 
 
@@ -254,7 +255,7 @@ def _load_torchvision(spec: DatasetSpec) -> DataBundle:
         X, y = _cap(X, y, cap, spec.seed + off)
         m = torch.tensor(mean).view(1, -1, 1, 1)
         s = torch.tensor(std).view(1, -1, 1, 1)
-        tensors.append(((X - m) / s).contiguous(), y)
+        tensors.append((((X - m) / s).contiguous(), y))
     (Xtr, ytr), (Xte, yte) = tensors
     classes = tuple(getattr(ds, "classes", [str(i) for i in range(10)]))
     return DataBundle(spec, (Xtr, ytr), (Xte, yte), tuple(Xtr.shape[1:]), 10, classes)
