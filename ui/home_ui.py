@@ -1,34 +1,189 @@
-"""The home page: the shipped runs at a glance (and the SGD vs SAM vs Adam demo once the engines land)."""
+"""The home page: SGD vs SAM (and Adam) minima side by side on the shipped runs, in one screen.
+
+Budgets are small so that a cold start renders in seconds on two cores: 21x21 filter-normalised
+surfaces on 256 training examples, top-1 Lanczos and a 20-probe Hutchinson trace on 256 examples.
+Everything goes through ``ui.analysis`` (``st.cache_data`` keyed on weights hash + settings), so a
+second visit is instant; the view controls sit in a fragment and only redraw the figure.
+Presentation mode shows one idea per screen with Previous / Next buttons.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import streamlit as st
 
 from .cache import list_runs_cached
+from .common import guide_link, show_error
+from .state import presentation
+
+DEMO_RUNS = ("digits-sgd", "digits-sam", "digits-adam")
+SURFACE = {"directions": "random", "dims": 2, "grid": 21, "samples": 256, "span": 1.0, "seed": 0,
+           "normalization": "filter", "ignore_1d": True, "split": "train"}
+CURVATURE = {"top_k": 1, "trace": True, "trace_probes": 20, "trace_method": "hutchinson", "smallest": False,
+             "samples": 256, "seed": 0, "split": "train"}
+SLIDES = ("question", "surfaces", "numbers", "caveat")
 
 
-def render_runs_overview() -> None:
-    """Metric cards for the shipped runs (test accuracy and generalisation gap)."""
-    rows = [r for r in list_runs_cached() if r["source"] == "shipped"] or list_runs_cached()
-    if not rows:
-        st.info("No runs yet. Start on the **Train** page (a few seconds on digits) or import a checkpoint "
-                "on the **Probe checkpoint** page.")
-        return
-    cols = st.columns(min(len(rows), 4))
+def demo_rows() -> list[dict]:
+    """The shipped demo runs present (in SGD, SAM, Adam order)."""
+    rows = {r["name"]: r for r in list_runs_cached() if r["source"] == "shipped"}
+    return [rows[n] for n in DEMO_RUNS if n in rows]
+
+
+def demo_results(rows: list[dict]) -> list[dict]:
+    """Surface and curvature of each demo run (cached), with a progress bar on a cold start."""
+    from .analysis import cached_hessian, cached_surface
+
+    out = []
+    bar = st.progress(0.0, text="Computing surfaces and curvature (first visit only)...")
+    n = len(rows)
     for i, r in enumerate(rows):
-        with cols[i % len(cols)]:
-            acc = r.get("test_acc")
-            st.metric(r["name"], f"{acc:.1%}" if isinstance(acc, (int, float)) else "n/a",
-                      help="test accuracy")
-            gap = r.get("acc_gap")
-            if isinstance(gap, (int, float)):
-                st.caption(f"{r['optimizer']} · train-test accuracy gap {gap:+.1%}")
+        bar.progress(i / n, text=f"{r['name']}: loss surface")
+        surf = cached_surface(r["path"], r["weights_hash"], **SURFACE)
+        bar.progress((i + 0.6) / n, text=f"{r['name']}: curvature")
+        hess = cached_hessian(r["path"], r["weights_hash"], **CURVATURE)
+        out.append({"row": r, "surface": surf, "hessian": hess})
+    bar.empty()
+    return out
+
+
+def label(r: dict) -> str:
+    """Display name of a demo run (its optimizer in capitals)."""
+    return str(r.get("optimizer") or r["name"]).upper()
+
+
+def story(results: list[dict]) -> str:
+    """A few sentences on what the picture shows, with the measured numbers."""
+    by = {label(x["row"]): x for x in results}
+    parts = ["Each panel is the training loss around one trained network, along two random directions "
+             "scaled filter by filter to the network's own weights, drawn on **one shared colour and height "
+             "scale**, so the panels can be compared directly."]
+    if "SGD" in by and "SAM" in by:
+        ls, lm = by["SGD"]["hessian"]["eigenvalues"][0], by["SAM"]["hessian"]["eigenvalues"][0]
+        if lm < ls:
+            parts.append(f"SAM's minimum is flatter: its sharpest curvature λ_max is {lm:.3g} against SGD's "
+                         f"{ls:.3g} ({ls / lm:.1f}x smaller), because SAM minimises the worst loss in a small "
+                         "ball around the weights.")
+        else:
+            parts.append(f"Here SAM's λ_max ({lm:.3g}) is not below SGD's ({ls:.3g}): flatness depends on the "
+                         "learning rate, batch size and radius, not on the optimizer's name alone.")
+    if "ADAM" in by:
+        parts.append(f"Adam reaches λ_max = {by['ADAM']['hessian']['eigenvalues'][0]:.3g}: adaptive steps "
+                     "tolerate sharper directions than plain SGD at the same loss.")
+    parts.append("Flatter is often, not always, better on the test set; compare the accuracies and gaps below, "
+                 "and see the Guide for why flatness alone can mislead.")
+    return " ".join(parts)
+
+
+def metrics_row(results: list[dict]) -> None:
+    """Test accuracy, generalisation gap, lambda_max and trace (± stderr) per run."""
+    cols = st.columns(len(results))
+    for c, x in zip(cols, results):
+        r, h = x["row"], x["hessian"]
+        tr = h["trace"] or {}
+        with c:
+            st.markdown(f"#### {label(r)}")
+            st.metric("λ_max (sharpness)", f"{h['eigenvalues'][0]:.3g}")
+            st.metric("trace of the Hessian", f"{tr.get('mean', float('nan')):.3g} ± {tr.get('stderr', 0):.2g}")
+            st.metric("test accuracy", f"{r['test_acc']:.1%}" if r.get("test_acc") is not None else "n/a")
+            st.metric("generalisation gap", f"{r['acc_gap']:+.1%}" if r.get("acc_gap") is not None else "n/a",
+                      help="train accuracy - test accuracy")
+
+
+@st.fragment
+def surfaces_fragment(results: list[dict]) -> None:
+    """The side-by-side surfaces with display-only controls (reruns only this fragment)."""
+    from .figures import surfaces_side_by_side
+
+    simple = presentation()
+    c1, c2 = st.columns([3, 1])
+    view = "3-D"
+    log = False
+    if not simple:
+        view = c1.select_slider("View", ["1-D slice", "contour", "3-D"], value="3-D", key="home_view")
+        log = c2.toggle("log scale", value=False, key="home_log")
+    kind = {"1-D slice": "1d", "contour": "contour", "3-D": "3d"}[view]
+    fig = surfaces_side_by_side([(label(x["row"]), x["surface"]) for x in results], kind=kind, log=log,
+                                height=520 if simple else 440)
+    st.plotly_chart(fig, key="home_surfaces", config={"displaylogo": False})
+
+
+def _nav() -> str:
+    i = int(st.session_state.get("home_slide", 0)) % len(SLIDES)
+    c1, c2, c3 = st.columns([1, 6, 1])
+    if c1.button("← Previous", key="home_prev", disabled=i == 0):
+        i -= 1
+    if c3.button("Next →", key="home_next", disabled=i == len(SLIDES) - 1):
+        i += 1
+    st.session_state["home_slide"] = i
+    c2.caption(f"{i + 1} / {len(SLIDES)}")
+    return SLIDES[i]
+
+
+def render_presentation(results: list[dict]) -> None:
+    """One idea per screen, with Previous / Next."""
+    slide = _nav()
+    if slide == "question":
+        st.header("Do optimizers find different minima?")
+        st.markdown("Three identical networks, trained on the same digits from the same start, with **SGD**, "
+                    "**SAM** and **Adam**. All reach ~100% training accuracy. *Are their minima alike?*")
+    elif slide == "surfaces":
+        st.header("The loss around each minimum")
+        surfaces_fragment(results)
+    elif slide == "numbers":
+        st.header("Sharpness, measured")
+        metrics_row(results)
+    else:
+        st.header("Flat is a hint, not a law")
+        st.markdown(story(results))
+        guide_link("flatness-invariance", "Why flatness can be changed without changing the function")
 
 
 def render_home() -> None:
     """Draw the home page."""
     st.title("Landscape Explorer")
-    st.write("Where does an optimizer land, and how sharp is it there? Train small networks with SGD, "
-             "Adam and SAM, then look at the loss surface around the minimum, its curvature and the path "
-             "that led there.")
-    render_runs_overview()
+    rows = demo_rows()
+    if not presentation():
+        st.write("Where does an optimizer land, and how sharp is it there? Three small networks trained on the "
+                 "same digits from the same start with different optimizers, and the loss landscape around "
+                 "where each one stopped.")
+    if not rows:
+        st.info("The shipped demo runs are missing. Train a model on the **Train** page (a few seconds on "
+                "digits) or import a checkpoint on the **Probe checkpoint** page, then open the analysis pages.")
+        _overview()
+        return
+    try:
+        results = demo_results(rows)
+    except Exception as e:  # noqa: BLE001 - a broken shipped run must not take the home page down
+        show_error(e)
+        _overview()
+        return
+    if presentation():
+        render_presentation(results)
+        return
+    surfaces_fragment(results)
+    st.markdown(story(results))
+    metrics_row(results)
+    c1, c2 = st.columns(2)
+    with c1:
+        guide_link("filter-normalisation", "Why filter-normalised directions make surfaces comparable")
+        guide_link("sharpness", "What λ_max and the trace measure")
+    with c2:
+        guide_link("hutchinson", "How the trace is estimated (and its error bar)")
+        guide_link("flatness-invariance", "Why flatness alone can mislead")
+    st.caption("Budgets: 21x21 grid and 256 examples per surface; top-1 Lanczos and 20 Hutchinson probes on "
+               "256 examples. Next: **Train** your own run, **Compare** optimizers, or open the analysis pages "
+               "on the active run.")
+    _overview()
+
+
+def _overview() -> None:
+    rows = list_runs_cached()
+    if rows:
+        with st.expander(f"All runs ({len(rows)})", expanded=not demo_rows()):
+            for r in rows:
+                acc = r.get("test_acc")
+                st.markdown(f"- **{r['name']}** ({r['source']}, {r['optimizer'] or '?'}): test accuracy "
+                            f"{acc:.1%}" if isinstance(acc, (int, float)) else f"- **{r['name']}** ({r['source']})")
+    _ = Path
