@@ -229,8 +229,13 @@ class HessianOperator(LinearOperator):
             return tuple(hv[k] for k in self._var)
         p = {k: v.detach().requires_grad_(True) for k, v in self._var.items()}
         loss = lf.batch_loss({**fixed, **p}, Xb, yb)
-        g = torch.autograd.grad(loss, list(p.values()), create_graph=True)
-        gv = sum((gi * vd[k]).sum() for gi, k in zip(g, p))
+        if not loss.requires_grad:  # the loss does not depend on these parameters
+            return tuple(None for _ in p)
+        g = torch.autograd.grad(loss, list(p.values()), create_graph=True, allow_unused=True)
+        terms = [(gi * vd[k]).sum() for gi, k in zip(g, p) if gi is not None and gi.requires_grad]
+        if not terms:  # loss at most linear in these parameters: zero Hessian
+            return tuple(None for _ in p)
+        gv = torch.stack(terms).sum()
         return torch.autograd.grad(gv, list(p.values()), allow_unused=True)
 
     def _apply(self, v: Tensor) -> Tensor:

@@ -151,3 +151,42 @@ def test_bad_inputs():
     d = DenseOperator(torch.eye(3))
     d.matvec(torch.ones(3))
     assert d.matvecs == 1
+
+
+def test_unused_parameter_and_linear_loss_give_zero_blocks():
+    class Partial(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = nn.Linear(3, 2)
+            self.unused = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.used(x)
+
+    torch.manual_seed(1)
+    m = Partial().eval()
+    X, y = torch.randn(9, 3), torch.randint(0, 2, (9,))
+    lf = LossFunction(m, X, y, batch_size=4, dtype=torch.float64)
+    H = dense_hessian(lf)
+    for mode in ("fwd_rev", "rev_rev"):
+        op = hessian_operator(lf, mode=mode)
+        V = torch.randn(op.dim, 2, dtype=torch.float64)
+        assert torch.allclose(op.matmat(V), H @ V, atol=1e-12)
+        assert torch.count_nonzero(op.matmat(V)[8:]) == 0
+        blk = hessian_operator(lf, names=["unused.weight"], mode=mode)
+        assert torch.count_nonzero(blk.matvec(torch.ones(6, dtype=torch.float64))) == 0
+
+
+def test_loss_function_cache_unchanged_by_estimates():
+    from landscape_core.lanczos import lanczos
+    from landscape_core.params import weights_hash
+    from landscape_core.trace import hutchpp
+
+    m, X, y = tiny(True)
+    lf = LossFunction(m, X, y, batch_size=7)
+    h_params, h_buf = weights_hash(lf.params0), weights_hash(lf.buffers)
+    op = hessian_operator(lf)
+    lanczos(op, k=2, max_iter=10, tol=1e-3)
+    hutchpp(op, 9)
+    assert weights_hash(lf.params0) == h_params and weights_hash(lf.buffers) == h_buf
+    assert not lf.model.training
