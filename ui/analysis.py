@@ -326,15 +326,54 @@ def cached_pca_variance(run_path: str, weights_hash: str, k: int = 10) -> list[f
     return [float(x) for x in pca.explained_variance_ratio]
 
 
-def cached_connectivity(path_a: str, hash_a: str, path_b: str, hash_b: str, **settings: Any) -> dict:
-    """Cached ``connect_runs(run_a, run_b, **settings).to_dict()`` (``progress=`` optional)."""
+def _plane_surface(run_a: Any, run_b: Any, res: Any, settings: Mapping[str, Any], grid: int) -> dict | None:
+    """Loss over the plane through A, B and the trained Bezier control point C (same data subset as the
+    path), in the plane's orthonormal basis (origin A, first axis towards B), so the connectivity result's
+    ``plane`` coordinates of A, B, C and of the curve can be drawn on it directly."""
+    from landscape_core import surface as S
+    from landscape_core.directions import DirectionSet, plane_through
+    from landscape_core.params import detached_params
+
+    if res.control is None or res.plane is None:
+        return None
+    lf = _loss_fn(run_a, settings.get("samples", 512), settings.get("split", "train"), int(settings.get("seed", 0)))
+    theta_a = lf.params0
+    theta_b = {k: v.to(lf.device, lf.dtype) for k, v in detached_params(run_b.model).items()}
+    control = {k: v.to(lf.device, lf.dtype) for k, v in res.control.items()}
+    origin, d1, d2, coords = plane_through(theta_a, theta_b, control)
+    pts = np.vstack([coords, np.asarray(res.plane["curve"], np.float64)])
+    lo, hi = pts.min(0), pts.max(0)
+    pad = 0.25 * np.maximum(hi - lo, 1e-9)
+    span = ((float(lo[0] - pad[0]), float(hi[0] + pad[0])), (float(lo[1] - pad[1]), float(hi[1] + pad[1])))
+    ds = DirectionSet("runs", [d1, d2], None, "none", False, labels=("distance along A->B", "distance towards C"))
+    out = S.surface_2d(lf, d1, d2, span=span, grid=int(grid), origin=origin, directions=ds).to_dict()
+    out["labels"] = list(ds.labels)
+    return out
+
+
+def cached_connectivity(path_a: str, hash_a: str, path_b: str, hash_b: str, *, plane_grid: int = 0,
+                        **settings: Any) -> dict:
+    """Cached ``connect_runs(run_a, run_b, **settings).to_dict()`` (``progress=`` optional).
+
+    For a Bezier curve with ``plane_grid > 0`` the result also holds ``plane_surface``: the loss over the
+    plane through A, B and the trained control point (see :func:`_plane_surface`).
+    """
     from landscape_core.connectivity import connect_runs
 
     progress = settings.pop("progress", None)
     frozen = _freeze(settings)
-    return _cached("connectivity", (path_a, hash_a, path_b, hash_b, frozen),
-                   lambda: _as_dict(connect_runs(load_run_cached(path_a), load_run_cached(path_b), progress=progress,
-                                                 **_thaw(frozen))))
+
+    def compute() -> dict:
+        run_a, run_b = load_run_cached(path_a), load_run_cached(path_b)
+        res = connect_runs(run_a, run_b, progress=progress, **_thaw(frozen))
+        out = _as_dict(res)
+        if plane_grid and res.curve == "bezier":
+            if progress is not None:
+                progress(0.99, "loss over the plane through A, B and the control point")
+            out["plane_surface"] = _plane_surface(run_a, run_b, res, _thaw(frozen), plane_grid)
+        return out
+
+    return _cached("connectivity", (path_a, hash_a, path_b, hash_b, plane_grid, frozen), compute)
 
 
 def cached_flatness(run_path: str, weights_hash: str, **settings: Any) -> dict:
