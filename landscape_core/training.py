@@ -205,6 +205,31 @@ def snapshot_steps(total_steps: int, snapshots: int) -> list[int]:
     return sorted({round(i * total_steps / (n - 1)) for i in range(n)})
 
 
+def training_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, criterion: Callable[[Tensor, Tensor], Tensor],
+    xb: Tensor, yb: Tensor,
+) -> tuple[Tensor, int]:
+    """One optimizer step on one batch; returns ``(detached loss at w, gradient evaluations used)``.
+
+    SAM-type optimizers evaluate the closure twice (at ``w``, then at ``w + e``); the second pass runs
+    under :func:`bn_stats_frozen`, so BatchNorm running statistics move once per step.
+    """
+    passes = 0
+
+    def closure() -> Tensor:
+        nonlocal passes
+        optimizer.zero_grad(set_to_none=True)
+        with bn_stats_frozen(model) if passes else contextlib.nullcontext():
+            batch_loss = criterion(model(xb), yb)
+            batch_loss.backward()
+        passes += 1
+        return batch_loss.detach()
+
+    loss = optimizer.step(closure)
+    optimizer.zero_grad(set_to_none=True)
+    return loss, passes
+
+
 def _check_finite(loss: float, step: int, cfg: TrainConfig) -> None:
     if not math.isfinite(loss):
         raise ValueError(f"training diverged at step {step} (loss={loss}) with lr={cfg.lr}: lower the learning rate")
@@ -325,23 +350,10 @@ def train(
                 cancelled = True
                 break
             idx = perm[i : i + cfg.batch_size]
-            xb, yb = Xd[idx], yd[idx]
-            passes = [0]
-
-            def closure(xb: Tensor = xb, yb: Tensor = yb, passes: list[int] = passes) -> Tensor:
-                # SAM calls this twice: at w, then at w + e with BatchNorm statistics frozen
-                opt.zero_grad(set_to_none=True)
-                with bn_stats_frozen(model) if passes[0] else contextlib.nullcontext():
-                    batch_loss = criterion(model(xb), yb)
-                    batch_loss.backward()
-                passes[0] += 1
-                return batch_loss.detach()
-
-            loss = opt.step(closure)
-            opt.zero_grad(set_to_none=True)
+            loss, passes = training_step(model, opt, criterion, Xd[idx], yd[idx])
             sched.step()
             step += 1
-            grad_evals += passes[0]
+            grad_evals += passes
             if step % _PROGRESS_EVERY == 0 or step == total_steps:
                 _check_finite(float(loss), step, cfg)
             snapshot(step)
