@@ -233,6 +233,9 @@ def line_chart(series: Sequence[Mapping[str, Any]], *, title: str, xlabel: str, 
             segs[-1].append(p)
             pts.append(p)
         for seg in segs:
+            if len(seg) == 1 and not markers:  # an isolated point between gaps
+                cx, cy = seg[0].split(",")
+                parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.6" fill="{color}"/>')
             if len(seg) >= 2:
                 parts.append(f'<polyline class="series" fill="none" stroke="{color}" stroke-width="2" points="{" ".join(seg)}"'
                              + (f' stroke-dasharray="{dash}"' if dash else "") + "/>")
