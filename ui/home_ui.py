@@ -109,14 +109,16 @@ def surfaces_fragment(results: list[dict]) -> None:
     st.plotly_chart(fig, key="home_surfaces", config={"displaylogo": False})
 
 
+def _step(delta: int) -> None:
+    i = int(st.session_state.get("home_slide", 0)) + delta
+    st.session_state["home_slide"] = min(max(i, 0), len(SLIDES) - 1)
+
+
 def _nav() -> str:
-    i = int(st.session_state.get("home_slide", 0)) % len(SLIDES)
+    i = min(max(int(st.session_state.get("home_slide", 0)), 0), len(SLIDES) - 1)
     c1, c2, c3 = st.columns([1, 6, 1])
-    if c1.button("← Previous", key="home_prev", disabled=i == 0):
-        i -= 1
-    if c3.button("Next →", key="home_next", disabled=i == len(SLIDES) - 1):
-        i += 1
-    st.session_state["home_slide"] = i
+    c1.button("← Previous", key="home_prev", disabled=i == 0, on_click=_step, args=(-1,))
+    c3.button("Next →", key="home_next", disabled=i == len(SLIDES) - 1, on_click=_step, args=(1,))
     c2.caption(f"{i + 1} / {len(SLIDES)}")
     return SLIDES[i]
 

@@ -90,7 +90,10 @@ def plotly_array(v):
 
     if isinstance(v, dict) and "bdata" in v:
         a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        return a.reshape(v["shape"]) if "shape" in v else a
+        shape = v.get("shape")
+        if isinstance(shape, str):
+            shape = [int(x) for x in shape.split(",") if x.strip()]
+        return a.reshape(shape) if shape else a
     return np.asarray(v)
 
 

@@ -1,0 +1,112 @@
+"""Home page: the SGD/SAM/Adam demo on the shipped runs, display controls, presentation mode, no runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from app_helpers import chart_data, plotly_array
+
+from landscape_core.runs import checkpoints_dir, read_meta
+
+PAGE = "app.py"
+DEMO = ["digits-sgd", "digits-sam", "digits-adam"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One cold run of the home page, shared by the tests below (the computation is the slow part)."""
+    import os
+
+    from app_helpers import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    if not all((checkpoints_dir() / n / "run.json").is_file() for n in DEMO):
+        pytest.fail("shipped demo runs missing from checkpoints/")
+    old = os.environ.get("LANDSCAPE_CACHE")
+    os.environ["LANDSCAPE_CACHE"] = str(tmp_path_factory.mktemp("home-cache"))
+    try:
+        at = AppTest.from_file(str(ROOT / PAGE), default_timeout=300).run()
+    finally:
+        if old is None:
+            os.environ.pop("LANDSCAPE_CACHE", None)
+        else:
+            os.environ["LANDSCAPE_CACHE"] = old
+    return at
+
+
+def test_demo_shows_three_runs_on_one_scale(home):
+    at = home
+    assert not at.exception
+    data = chart_data(at)
+    surfaces = [t for t in data if t["type"] == "surface"]
+    assert len(surfaces) == 3
+    # one shared colour scale: the same cmin/cmax on every panel, covering every panel's values
+    cmins = {t["cmin"] for t in surfaces}
+    cmaxs = {t["cmax"] for t in surfaces}
+    assert len(cmins) == 1 and len(cmaxs) == 1
+    lo, hi = cmins.pop(), cmaxs.pop()
+    for t in surfaces:
+        z = plotly_array(t["z"])
+        assert lo <= float(np.nanmin(z)) + 1e-6 and float(np.nanmax(z)) <= hi + 1e-6
+        assert z.shape == (21, 21)
+    # the centre of each surface is the trained point: its loss is the minimum of the grid (a trained net)
+    for t in surfaces:
+        z = plotly_array(t["z"])
+        assert z[10, 10] <= np.nanmin(z) + 1e-3
+
+
+def test_metrics_match_the_runs(home):
+    at = home
+    metrics = [(m.label, m.value) for m in at.metric]
+    accs = [v for k, v in metrics if k == "test accuracy"]
+    assert accs == [f"{read_meta(checkpoints_dir() / n)['final']['test_acc']:.1%}" for n in DEMO]
+    lam = [float(v) for k, v in metrics if k.startswith("λ_max")]
+    traces = [v for k, v in metrics if k.startswith("trace")]
+    assert len(lam) == 3 and all(x > 0 for x in lam)
+    assert all("±" in t for t in traces)
+    # the story names SAM's and SGD's measured sharpness
+    text = " ".join(m.value for m in at.markdown)
+    assert f"{lam[1]:.3g}" in text and f"{lam[0]:.3g}" in text
+
+
+def test_view_controls_change_the_figure(home):
+    at = home
+    at.select_slider(key="home_view").set_value("contour").run()
+    assert {t["type"] for t in chart_data(at)} >= {"contour"}
+    at.select_slider(key="home_view").set_value("1-D slice").run()
+    lines = [t for t in chart_data(at) if t["type"] == "scatter"]
+    assert len(lines) == 3
+    z = [plotly_array(t["y"]) for t in lines]
+    at.toggle(key="home_log").set_value(True).run()
+    zl = [plotly_array(t["y"]) for t in chart_data(at) if t["type"] == "scatter"]
+    for a, b in zip(z, zl):
+        np.testing.assert_allclose(b, np.log10(a), rtol=1e-4, atol=1e-5)
+    at.toggle(key="home_log").set_value(False)
+    at.select_slider(key="home_view").set_value("3-D").run()
+
+
+def test_presentation_mode_steps_through_slides(home):
+    at = home
+    at.sidebar.toggle[0].set_value(True).run()
+    assert at.session_state["presentation"]
+    assert at.header[0].value.startswith("Do optimizers")
+    at.button(key="home_next").click().run()
+    assert len(chart_data(at)) == 3 and "home_view" not in [s.key for s in at.select_slider]
+    at.button(key="home_next").click().run()
+    assert len([m for m in at.metric if m.label == "test accuracy"]) == 3
+    at.button(key="home_next").click().run()
+    assert at.button(key="home_next").disabled
+    at.button(key="home_prev").click().run()
+    assert at.header[0].value.startswith("Sharpness")
+    assert any("font-size" in m.value for m in at.markdown)  # larger type injected
+    at.sidebar.toggle[0].set_value(False).run()
+
+
+def test_no_runs_guides_the_user(app_test, empty_checkpoints):
+    at = app_test(PAGE).run()
+    assert not at.exception
+    assert any("Train" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+    json.dumps(at.session_state["presentation"])
