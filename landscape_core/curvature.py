@@ -83,8 +83,9 @@ def _trace(op: LinearOperator, probes: int, method: str, seed: int) -> dict:
         start = op.matvecs
         return {"mean": exact_trace_by_unit_vectors(op), "stderr": 0.0, "matvecs": op.matvecs - start,
                 "method": "exact"}
-    if method == "hutch++" and probes >= 3:
-        r: TraceResult = hutchpp(op, probes, seed=seed)
+    if method in ("hutch++", "krylov-hutch++") and probes >= 3:
+        sketch = "krylov" if method == "krylov-hutch++" else "random"
+        r: TraceResult = hutchpp(op, probes, sketch=sketch, seed=seed)
     else:
         r = hutchinson(op, probes, seed=seed)
     return {"mean": r.mean, "stderr": r.stderr, "matvecs": r.matvecs, "method": r.method}
@@ -106,7 +107,7 @@ def analyze_hessian(
     top_k: int = 5,
     trace: bool = True,
     trace_probes: int = 50,
-    trace_method: Literal["hutch++", "hutchinson"] = "hutch++",
+    trace_method: Literal["hutch++", "krylov-hutch++", "hutchinson"] = "hutch++",
     density: bool = False,
     density_probes: int = 4,
     lanczos_steps: int = 60,
@@ -141,8 +142,8 @@ def analyze_hessian(
     t0 = time.perf_counter()
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if trace_method not in ("hutch++", "hutchinson"):
-        raise ValueError(f"unknown trace method {trace_method!r}; choose 'hutch++' or 'hutchinson'")
+    if trace_method not in ("hutch++", "krylov-hutch++", "hutchinson"):
+        raise ValueError(f"unknown trace method {trace_method!r}; choose 'hutch++', 'krylov-hutch++' or 'hutchinson'")
     if not (isinstance(trace_probes, int) and trace_probes >= 1):
         raise ValueError(f"trace_probes must be a positive integer, got {trace_probes!r}")
     lf = _loss_for(run_or_lossfn, samples, split, seed, device)

@@ -247,11 +247,12 @@ def condition_number(eigs, weights=None) -> dict:
 
 
 
-def lanczos_tridiagonal(op: LinearOperator | Tensor, v0: Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """``steps`` Lanczos steps from ``v0`` (full reorthogonalisation): the tridiagonal ``(alpha, beta)``.
+def krylov_basis(op: LinearOperator | Tensor, v0: Tensor, steps: int) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """Orthonormal Krylov basis ``V`` (``n x m``, ``m <= steps``) from ``v0`` with full reorthogonalisation.
 
-    Stops early at breakdown (the Krylov space is invariant; the quadrature is then exact). ``beta``
-    has one entry fewer than ``alpha``. Used by stochastic Lanczos quadrature (SLQ).
+    Returns ``(V, alpha, beta)`` with ``V^T A V = T`` (tridiagonal: ``alpha`` on the diagonal, ``beta``
+    beside, one entry shorter), so ``tr(V^T A V) = sum(alpha)`` costs no extra matvecs. Uses exactly ``m``
+    matvecs; stops early at breakdown (an invariant subspace).
     """
     op = as_operator(op)
     n = op.dim
@@ -264,14 +265,28 @@ def lanczos_tridiagonal(op: LinearOperator | Tensor, v0: Tensor, steps: int) -> 
         raise ValueError("start vector is zero")
     V = torch.zeros(n, steps, device=op.device, dtype=op.dtype)
     V[:, 0] = v / nv
-    alpha, beta = [], []
+    alpha: list[float] = []
+    beta: list[float] = []
     for j in range(steps):
         w = op.matvec(V[:, j])
         alpha.append(float(torch.dot(w.double(), V[:, j].double())))
+        if j == steps - 1:
+            break
         w = _orthogonalise(w, V[:, : j + 1])
         b = float(w.double().norm())
-        if j == steps - 1 or b <= 1e-10 * max(abs(x) for x in alpha):
+        if b <= 1e-10 * max(abs(x) for x in alpha):
             break
         beta.append(b)
         V[:, j + 1] = w / b
-    return np.asarray(alpha), np.asarray(beta)
+    m = len(alpha)
+    return V[:, :m], np.asarray(alpha), np.asarray(beta)
+
+
+def lanczos_tridiagonal(op: LinearOperator | Tensor, v0: Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``steps`` Lanczos steps from ``v0`` (full reorthogonalisation): the tridiagonal ``(alpha, beta)``.
+
+    Stops early at breakdown (the Krylov space is invariant; the quadrature is then exact). ``beta``
+    has one entry fewer than ``alpha``. Used by stochastic Lanczos quadrature (SLQ).
+    """
+    _, alpha, beta = krylov_basis(op, v0, steps)
+    return alpha, beta

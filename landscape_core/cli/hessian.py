@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=positive_int, default=5, help="number of largest eigenvalues (Lanczos)")
     p.add_argument("--trace", action="store_true", help="estimate the trace (Hutch++ with a standard error)")
     p.add_argument("--trace-probes", type=positive_int, default=50, help="matvec budget of the trace estimate")
-    p.add_argument("--trace-method", choices=["hutch++", "hutchinson"], default="hutch++")
+    p.add_argument("--trace-method", choices=["hutch++", "krylov-hutch++", "hutchinson"], default="hutch++")
     p.add_argument("--density", action="store_true", help="SLQ spectral density")
     p.add_argument("--density-probes", type=positive_int, default=4)
     p.add_argument("--lanczos-steps", type=positive_int, default=60, help="Lanczos steps per density probe")

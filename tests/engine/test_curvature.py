@@ -60,6 +60,11 @@ def test_stochastic_per_layer_traces_sum_to_trace_within_stderr(tiny):
     assert all(d["trace_method"] == "hutchinson" for d in r.per_layer)
     assert abs(sum(d["trace"] for d in r.per_layer) - float(H.trace())) < 4 * se
     assert r.condition["source"] == "lanczos" and r.trace["method"] == "hutchinson"
+    k = analyze_hessian(lf, top_k=1, trace_probes=30, trace_method="krylov-hutch++", smallest=False)
+    assert k.trace["method"] == "krylov-hutch++" and k.trace["matvecs"] == 30
+    assert abs(k.trace["mean"] - float(H.trace())) < 4 * k.trace["stderr"] + 1e-9
+    with pytest.raises(ValueError, match="unknown trace method 'exact'"):
+        analyze_hessian(lf, trace_method="exact")
 
 
 def test_analyze_run_folder(tmp_path):

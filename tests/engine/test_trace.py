@@ -70,13 +70,27 @@ def test_hutchpp_beats_hutchinson_on_low_rank_dominated_operator():
     assert 0.4 < np.mean(z**2) < 2.5
 
 
+def test_krylov_hutchpp_unbiased_and_better_than_random_sketch():
+    A = sym(200, seed=4, top=(300.0, 250.0, 200.0, 150.0, 100.0, 80.0, 60.0, 40.0))
+    tr = float(A.trace())
+    kr = [hutchpp(A, 60, sketch="krylov", seed=s) for s in range(40)]
+    assert all(r.matvecs == 60 and r.method == "krylov-hutch++" for r in kr)
+    e_kr = np.array([r.mean - tr for r in kr])
+    e_pp = np.array([hutchpp(A, 60, seed=s).mean - tr for s in range(40)])
+    assert abs(e_kr.mean()) < 4 * e_kr.std(ddof=1) / np.sqrt(len(e_kr))
+    assert np.sqrt(np.mean(e_kr**2)) < np.sqrt(np.mean(e_pp**2))
+    z = e_kr / np.array([r.stderr for r in kr])
+    assert 0.4 < np.mean(z**2) < 2.5
+
+
 def test_hutchpp_exact_for_low_rank():
     g = torch.Generator().manual_seed(5)
     U = torch.randn(50, 4, generator=g, dtype=torch.float64)
     A = U @ U.T
-    r = hutchpp(A, 15)
-    assert abs(r.mean - float(A.trace())) < 1e-9 * float(A.trace())
-    assert r.stderr < 1e-9
+    for sketch in ("random", "krylov"):
+        r = hutchpp(A, 15, sketch=sketch)
+        assert abs(r.mean - float(A.trace())) < 1e-9 * float(A.trace())
+        assert r.stderr < 1e-9
 
 
 def test_hutchinson_to_stderr_stops_on_target():
