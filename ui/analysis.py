@@ -387,12 +387,41 @@ def cached_flatness(run_path: str, weights_hash: str, **settings: Any) -> dict:
 
 
 def cached_invariance(run_path: str, weights_hash: str, **settings: Any) -> dict:
-    """Cached ``invariance_demo(run, **settings)`` as a dict."""
+    """Cached ``invariance_demo(run, **settings)`` as a dict.
+
+    A function-preserving rescale needs positively homogeneous activations (ReLU). For a run whose
+    network uses another activation (tanh...), the demo runs on the same architecture and weights with
+    ReLU instead, and says so (``"relu_substitute": True``): no rescaling preserves a tanh network.
+    """
     from landscape_core.flatness import invariance_demo
 
     frozen = _freeze(settings)
-    return _cached("invariance", (run_path, weights_hash, frozen),
-                   lambda: _as_dict(invariance_demo(load_run_cached(run_path), **_thaw(frozen))))
+
+    def compute() -> dict:
+        run = load_run_cached(run_path)
+        kw = _thaw(frozen)
+        try:
+            out = _as_dict(invariance_demo(run, **kw))
+            out["relu_substitute"] = False
+            return out
+        except ValueError:
+            if (run.meta.get("model") or {}).get("kwargs", {}).get("activation") in (None, "relu"):
+                raise
+        from landscape_core.data import analysis_subset
+        from landscape_core.models import build_model
+
+        spec = copy.deepcopy(run.meta["model"])
+        spec["kwargs"]["activation"] = "relu"
+        model = build_model(spec, seed=0)
+        model.load_state_dict(run.model.state_dict())
+        model.eval()
+        samples = kw.pop("samples", 256)
+        X, y = analysis_subset(*run.train_data, samples, seed=int(kw.get("seed", 0)))
+        out = _as_dict(invariance_demo(model, X, y, **kw))
+        out["relu_substitute"] = True
+        return out
+
+    return _cached("invariance", (run_path, weights_hash, frozen), compute)
 
 
 def cached_noise(run_path: str, weights_hash: str, **settings: Any) -> dict:

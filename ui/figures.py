@@ -591,3 +591,19 @@ def budget_figure(rows: Sequence[Mapping[str, Any]], quantity: str = "lambda_max
     fig.update_layout(title={"text": f"{quantity} vs sample budget"}, xaxis_title="examples in the loss",
                       xaxis_type="log", yaxis_title=quantity, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
+
+
+def noise_norms_figure(batch_sizes: Sequence[float], mean_sq: Sequence[float], sem: Sequence[float] | None,
+                       predicted: Sequence[float] | None = None) -> go.Figure:
+    """Mean squared minibatch-gradient norm against batch size with its standard error, and the fitted
+    model ``|G|^2 + tr(Sigma) x_B`` (McCandlish et al. 2018): noise dominates left of ``B_simple``."""
+    err = {"type": "data", "array": _f32(sem), "visible": True} if sem is not None else None
+    fig = go.Figure(go.Scatter(x=_f32(batch_sizes), y=_f32(mean_sq), mode="markers", error_y=err,
+                               name="measured E|G_B|^2", marker={"size": 9, "color": PALETTE[0]}))
+    if predicted is not None:
+        fig.add_trace(go.Scatter(x=_f32(batch_sizes), y=_f32(predicted), mode="lines", name="fit |G|^2 + tr(Sigma) x_B",
+                                 line={"color": PALETTE[1], "dash": "dash"}))
+    fig.update_layout(title={"text": "Squared gradient norm vs batch size"}, xaxis_title="batch size B",
+                      yaxis_title="|G_B|^2", xaxis_type="log", yaxis_type="log", height=360,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
