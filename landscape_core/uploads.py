@@ -465,6 +465,9 @@ def _check_trajectory(traj: Mapping[str, Tensor], params: Mapping[str, Tensor]) 
 
 # --- dataset -----------------------------------------------------------------------------------
 def _dataset_spec(dataset: Mapping[str, Any] | str | None, meta_dataset: Any) -> DatasetSpec:
+    """The dataset an import is evaluated on; a bare name equal to the run's own keeps the run's full spec."""
+    if isinstance(dataset, str) and isinstance(meta_dataset, Mapping) and meta_dataset.get("name") == dataset:
+        dataset = None
     src = dataset if dataset is not None else (meta_dataset if meta_dataset is not None else "digits")
     try:
         if isinstance(src, str):
