@@ -51,3 +51,13 @@ def tiny_run(src_dir) -> Path:
     snaps = {k: torch.stack([v.detach() * s for s in (0.5, 0.8, 1.0)]) for k, v in model.named_parameters()}
     meta = {"model": digits_spec(), "dataset": {"name": "digits", "seed": 0}, "history": []}
     return save_run(src_dir / "tiny", model, meta, trajectory=(snaps, torch.tensor([0, 5, 10])))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Repeat the soak test's figures (open files, memory) at the end of the run."""
+    from rel_helpers import SOAK_REPORT
+
+    if SOAK_REPORT:
+        terminalreporter.section("soak figures")
+        for line in SOAK_REPORT:
+            terminalreporter.write_line(line)

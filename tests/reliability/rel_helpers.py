@@ -86,3 +86,7 @@ def import_worker(ws: str, data: bytes) -> str:
     torch.set_num_threads(1)
     spec = {"name": "mlp", "kwargs": dict(DIGITS_MLP)}
     return str(import_upload("same.pt", data, workspace=ws, model_spec=spec))
+
+
+#: Figures of the soak test, repeated in pytest's terminal summary (see conftest.py).
+SOAK_REPORT: list[str] = []
