@@ -232,3 +232,56 @@ def analyze_hessian(
         exact_eigenvalues=exact_eigs,
         settings=settings,
     )
+
+
+def planned_hvps(
+    num_params: int,
+    *,
+    top_k: int = 5,
+    trace: bool = True,
+    trace_probes: int = 50,
+    density: bool = False,
+    density_probes: int = 4,
+    lanczos_steps: int = 60,
+    per_layer: bool = False,
+    num_layers: int = 0,
+    smallest: bool = True,
+) -> int:
+    """Rough number of HVPs :func:`analyze_hessian` will use (for a cost estimate before starting).
+
+    Lanczos counts are typical values for neural-net Hessians (``max(25, 5 k)`` steps for the top-k,
+    about 50 for the smallest eigenvalue), capped at ``num_params``; trace and density budgets are exact.
+    """
+    n = int(num_params)
+    total = min(n, max(25, 5 * top_k))
+    if smallest:
+        total += min(n, 50)
+    if trace:
+        total += min(n, trace_probes)
+    if density:
+        total += density_probes * min(n, lanczos_steps)
+    if per_layer and num_layers:
+        per_block = max(1, n // num_layers)
+        total += num_layers * (min(per_block, 25) + min(per_block, trace_probes))
+    return int(total)
+
+
+def estimate_analysis_cost(run_or_lossfn, *, samples: int | None = 512, split: str = "train", seed: int = 0,
+                           device: str = "cpu", **settings: Any):
+    """:class:`~landscape_core.cost.CostEstimate` of ``analyze_hessian(run_or_lossfn, **settings)``.
+
+    Times one HVP on the same loss (same subset) and multiplies by :func:`planned_hvps`.
+    """
+    from .cost import estimate_cost
+
+    lf = _loss_for(run_or_lossfn, samples, split, seed, device)
+    names = list(lf.params0)
+    n = sum(v.numel() for v in lf.params0.values())
+    allowed = {"top_k", "trace", "trace_probes", "density", "density_probes", "lanczos_steps", "per_layer",
+               "smallest"}
+    unknown = sorted(set(settings) - allowed - {"trace_method", "exact", "tol", "max_iter", "mode", "progress"})
+    if unknown:
+        raise ValueError(f"unknown analysis setting {unknown[0]!r}")
+    hv = planned_hvps(n, num_layers=len(parameter_groups(names)),
+                      **{k: v for k, v in settings.items() if k in allowed})
+    return estimate_cost(lf, hvps=hv, repeats=2)

@@ -39,6 +39,10 @@ HVPMode = Literal["auto", "fwd_rev", "rev_rev"]
 AUTO_MODE: dict[str, str] = {"cpu": "rev_rev", "cuda": "fwd_rev"}
 
 
+#: Largest operator ``dense()`` builds (``n`` matvecs and an ``n x n`` matrix).
+MAX_DENSE = 20000
+
+
 class LinearOperator:
     """Minimal symmetric linear operator protocol: ``shape``, ``dim``, ``matvec``, ``matmat``, counter."""
 
@@ -76,6 +80,8 @@ class LinearOperator:
 
     def dense(self) -> Tensor:
         """The full matrix, built column by column with ``dim`` matvecs (small operators only)."""
+        if self.dim > MAX_DENSE:
+            raise ValueError(f"dense() refused: {self.dim} x {self.dim} matrix (limit {MAX_DENSE}); use estimators")
         return self.matmat(torch.eye(self.dim, device=self.device, dtype=self.dtype))
 
 

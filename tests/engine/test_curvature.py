@@ -111,3 +111,17 @@ def test_cost_estimate_multiplies_unit_costs(tiny):
     with pytest.raises(ValueError, match="hvps"):
         estimate_cost(lf, hvps=-1)
     assert model_hash(m) == h0
+
+
+def test_planned_hvps_and_analysis_cost(tiny):
+    from landscape_core.curvature import estimate_analysis_cost, planned_hvps
+
+    _, lf, _ = tiny
+    assert planned_hvps(1000, top_k=5, trace=True, trace_probes=50, smallest=False) == 25 + 50
+    assert planned_hvps(1000, top_k=5, trace=False, density=True, density_probes=4, lanczos_steps=60,
+                        smallest=True) == 25 + 50 + 240
+    assert planned_hvps(10, top_k=2, trace_probes=50) == 10 + 10 + 10
+    c = estimate_analysis_cost(lf, top_k=3, trace_probes=20, smallest=False)
+    assert c.counts["hvps"] == 25 + 20 and np.isclose(c.seconds_total, 45 * c.per_hvp)
+    with pytest.raises(ValueError, match="unknown analysis setting 'topk'"):
+        estimate_analysis_cost(lf, topk=3)
