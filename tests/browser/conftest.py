@@ -132,13 +132,20 @@ def page(browser):
         ctx.close()
 
 
+def script_state(page) -> str:
+    """Streamlit's run state from ``stApp[data-test-script-state]`` (``running``, ``notRunning``, ...)."""
+    return page.get_attribute('[data-testid="stApp"]', "data-test-script-state", timeout=30_000) or ""
+
+
 def wait_idle(page, timeout: float = 120.0, settle: float = 0.4) -> None:
-    """Wait until the app has content and no "Running..." status widget, stable for ``settle`` seconds."""
+    """Wait until the script run has finished (no "Running..." state) and the page has content,
+    stable for ``settle`` seconds."""
     deadline = time.monotonic() + timeout
-    page.wait_for_selector('[data-testid="stMain"], [data-testid="stAppViewContainer"]', timeout=timeout * 1000)
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
     calm_since: float | None = None
     while time.monotonic() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        running = (script_state(page) != "notRunning"
+                   or page.locator('[data-testid="stStatusWidget"]').count() > 0)
         has_content = page.locator('[data-testid="stMainBlockContainer"] [data-testid="stElementContainer"]').count() > 0
         if not running and has_content:
             calm_since = calm_since or time.monotonic()
@@ -147,7 +154,7 @@ def wait_idle(page, timeout: float = 120.0, settle: float = 0.4) -> None:
         else:
             calm_since = None
         time.sleep(0.1)
-    raise TimeoutError(f"the app was still running after {timeout:.0f}s")
+    raise TimeoutError(f"the app was still running after {timeout:.0f}s (state {script_state(page)!r})")
 
 
 def goto(page, base_url: str, url_path: str = "/", timeout: float = 120.0) -> None:
