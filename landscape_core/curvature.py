@@ -2,8 +2,8 @@
 
 ``analyze_hessian(run)`` builds the loss on a fixed, seeded subset (eval mode, detached weights),
 the Hessian operator, and runs the estimators asked for: top-k eigenpairs (Lanczos with full
-reorthogonalisation), the smallest eigenvalue, the trace (Hutch++ or Hutchinson with a standard
-error), the SLQ spectral density, per-layer blocks (top eigenvalue and trace of each module's
+reorthogonalisation), the smallest eigenvalue, the trace with a standard error (Krylov-aware Hutch++
+by default; Hutch++ or Hutchinson on request), the SLQ spectral density, per-layer blocks (top eigenvalue and trace of each module's
 weight+bias block, other parameters fixed) and, for small models, the exact spectrum. The result is
 a frozen :class:`CurvatureResult` whose ``to_dict()`` is JSON-able.
 
@@ -107,7 +107,7 @@ def analyze_hessian(
     top_k: int = 5,
     trace: bool = True,
     trace_probes: int = 50,
-    trace_method: Literal["hutch++", "krylov-hutch++", "hutchinson"] = "hutch++",
+    trace_method: Literal["hutch++", "krylov-hutch++", "hutchinson"] = "krylov-hutch++",
     density: bool = False,
     density_probes: int = 4,
     lanczos_steps: int = 60,
