@@ -89,8 +89,14 @@ class SharpnessTracker:
         self.history: list[dict] = []
 
     @property
+    def adaptive(self) -> bool:
+        """Adam-type optimizer: the raw threshold does not bound lambda_max, the preconditioned one does."""
+        return self.optimizer_name in _ADAPTIVE
+
+    @property
     def threshold(self) -> float:
-        return stability_threshold(self.lr, self.momentum)
+        """``(2 + 2 momentum) / lr`` for SGD / SAM; ``2 / lr`` (reference only) for Adam-type optimizers."""
+        return stability_threshold(self.lr, 0.0 if self.adaptive else self.momentum)
 
     def maybe_measure(self, step: int, model: nn.Module, optimizer: Any = None) -> dict | None:
         """A measurement dict every ``every`` steps, else ``None``. The model is not modified."""
@@ -109,6 +115,7 @@ class SharpnessTracker:
             "step": int(step),
             "lambda_max": float(r.eigenvalues[0]),
             "threshold": self.threshold,
+            "threshold_applies": not self.adaptive,
             "residual": float(r.residuals[0]),
             "matvecs": int(r.matvecs),
         }

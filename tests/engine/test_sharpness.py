@@ -30,7 +30,8 @@ def test_lambda_max_matches_dense_and_model_untouched():
     H = dense_hessian(LossFunction(m, X, y))
     top = float(torch.linalg.eigvalsh(H)[-1])
     assert abs(rec["lambda_max"] - top) < 1e-6 * abs(top)
-    assert rec["step"] == 10 and np.isclose(rec["threshold"], (2 + 2 * 0.9) / 0.1)
+    assert rec["step"] == 10 and np.isclose(rec["threshold"], (2 + 2 * 0.9) / 0.1) and rec["threshold_applies"]
+    assert "preconditioned_lambda_max" not in rec
     assert model_hash(m) == h0 and m.training and m[1].training
     # warm start from the previous eigenvector: the same point converges in fewer matvecs
     rec2 = tr.maybe_measure(15, m, None)
@@ -61,6 +62,7 @@ def test_adam_preconditioned_sharpness():
     pre = float(torch.linalg.eigvalsh(s[:, None] * H * s[None, :])[-1])
     assert abs(rec["preconditioned_lambda_max"] - pre) < 1e-6 * abs(pre)
     assert np.isclose(rec["preconditioned_threshold"], 38 / 0.01)
+    assert np.isclose(rec["threshold"], 2 / 0.01) and rec["threshold_applies"] is False
     assert abs(rec["lambda_max"] - float(torch.linalg.eigvalsh(H)[-1])) < 1e-6 * rec["lambda_max"]
 
 
