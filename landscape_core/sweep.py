@@ -9,7 +9,8 @@ trained weights, on a fixed seeded subset of ``samples`` training examples:
 - ``trace``: the Hessian trace by Hutchinson with a fixed probe budget, with its standard error;
 - ``flatness``: the expected loss increase under a random filter-normalised perturbation of relative
   size ``flatness_radius`` (Li et al. 2018 directions), ``E_d[L(theta + r d) - L(theta)]`` over
-  ``flatness_directions`` seeded directions, with its standard error;
+  ``flatness_directions`` seeded directions (:func:`landscape_core.flatness.perturbation_profile`), with
+  its standard error;
 - ``per_layer`` (optional): lambda_max of each layer's diagonal Hessian block.
 
 and relates each measure to test accuracy and the generalization gap with Kendall's tau-b (with a
@@ -53,7 +54,7 @@ COLUMNS: tuple[str, ...] = (
 )
 _AXES = (("lrs", "lr"), ("batch_sizes", "batch_size"), ("weight_decays", "weight_decay"), ("rhos", "rho"),
          ("optimizers", "optimizer"))
-_RECORD_VERSION = 1
+_RECORD_VERSION = 2
 
 
 def _as_tuple(v: Any, name: str, cast: Callable[[Any], Any]) -> tuple | None:
@@ -211,13 +212,10 @@ def measure_run(run_or_path: Any, settings: Mapping[str, Any]) -> dict:
         ``flatness_stderr``, ``per_layer`` (``{layer: lambda_max}``), ``hvps`` (what was requested).
     """
     import numpy as np
-    import torch
 
-    from .directions import random_direction
     from .functional import loss_function_for_run
     from .hessian import hessian_operator, parameter_groups
     from .lanczos import lanczos
-    from .params import add_scaled
     from .runs import Run, load_run
     from .trace import hutchinson
 
@@ -246,15 +244,11 @@ def measure_run(run_or_path: Any, settings: Mapping[str, Any]) -> dict:
             out["hvps"] += op.matvecs
         out["per_layer"] = per
     if "flatness" in measures:
-        r = float(settings.get("flatness_radius", 0.05))
-        theta = lf.params0
-        with torch.no_grad():
-            base = float(lf(theta))
-            rises = []
-            for i in range(int(settings.get("flatness_directions", 8))):
-                d = random_direction(theta, normalization="filter", seed=seed * 1000 + i)
-                rises.append(float(lf(add_scaled(theta, d, r))) - base)
-        x = np.asarray(rises)
+        from .flatness import perturbation_profile
+
+        prof = perturbation_profile(lf, radii=[float(settings.get("flatness_radius", 0.05))],
+                                    n_directions=int(settings.get("flatness_directions", 8)), seed=seed)
+        x = np.asarray(prof.raw[0], dtype=np.float64)
         out["flatness"] = float(x.mean())
         out["flatness_stderr"] = float(x.std(ddof=1) / math.sqrt(len(x)))
     return out
