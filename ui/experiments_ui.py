@@ -28,6 +28,7 @@ BS_CHOICES = (8, 16, 32, 64, 128, 256, 512)
 WD_CHOICES = (0.0, 1e-4, 5e-4, 1e-3, 5e-3)
 MEASURE_LABELS = {"lambda_max": "λ_max (top Hessian eigenvalue)", "trace": "Hessian trace",
                   "flatness": "flatness: loss rise at radius r", "per_layer": "per-layer λ_max"}
+SHORT_LABELS = {"lambda_max": "λ_max", "trace": "trace", "flatness": "flatness", "per_layer": "per-layer λ_max"}
 TARGET_LABELS = {"test_acc": "test accuracy", "gen_gap": "generalization gap (test − train loss)",
                  "acc_gap": "accuracy gap (train − test)"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$")
@@ -62,7 +63,10 @@ def sweep_form() -> tuple[_sweep.SweepSpec, str] | None:
         depth = st.slider("Hidden layers", 1, 4, 2, key="sw_depth")
     with c3:
         measures = st.multiselect("Measures", list(MEASURE_LABELS), default=["lambda_max", "trace", "flatness"],
-                                  format_func=MEASURE_LABELS.get, key="sw_measures")
+                                  format_func=SHORT_LABELS.get, key="sw_measures",
+                                  help="λ_max: top Hessian eigenvalue (Lanczos); trace: Hutchinson with its standard "
+                                       "error; flatness: mean loss rise along random filter-normalised directions at "
+                                       "relative radius 0.05; per-layer: λ_max of each layer's Hessian block.")
         samples = st.select_slider("Examples for the measures", (64, 128, 256, 512, 1024), value=256, key="sw_samples")
         train_size = st.selectbox("Training examples", ("all", 1000, 500, 300), key="sw_train_size")
         name = st.text_input("Sweep name (its folder; same name = resume)", value="digits-lr-bs", key="sw_name")

@@ -102,3 +102,35 @@ def test_presets_produce_finite_tables(tmp_path, capsys, name, budget):
         assert [r["optimizer"] for r in rows] == ["adam", "sgd", "sgd"]
         assert rows[0]["lr"] == 1e-3 and rows[2]["weight_decay"] > rows[1]["weight_decay"]
         assert rows[1]["lr"] > rows[2]["lr"]
+
+
+def test_killed_sweep_resumes_from_finished_points(tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out_dir = tmp_path / "killed"
+    cmd = ["sweep", "--lrs", "0.02,0.1", "--batch-sizes", "16,32", "--epochs", "2", "--train-size", "300",
+           "--width", "16", "--depth", "1", "--samples", "64", "--trace-probes", "3", "--flatness-directions", "2",
+           "--n-boot", "20", "--out", str(out_dir), "--json"]
+    proc = subprocess.Popen([sys.executable, "-m", "landscape_core", *cmd], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    points = out_dir / "points"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if points.is_dir() and len(list(points.glob("*.json"))) >= 2:
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finished = len(list(points.glob("*.json")))
+    assert finished >= 2
+    assert main(cmd) == 0
+    res, _ = _json_out(capsys)
+    assert res["reused"] == finished and res["computed"] == 4 - finished and res["finished"] == 4
+    assert len([p for p in (out_dir / "runs").iterdir() if not p.name.startswith(".")]) == 4
