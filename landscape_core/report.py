@@ -543,6 +543,7 @@ class _Builder:
         self.tables: dict[str, list[dict]] = {}
         self.notes: dict[str, list[str]] = {}
         self.cache: dict[tuple[str, str], Any] = {}
+        self.sec_done, self.sec_total = 0, 1  # for progress: sections finished / all
 
     def note(self, section: str, msg: str) -> str:
         self.notes.setdefault(section, []).append(msg)
@@ -797,10 +798,7 @@ class _Builder:
 
     def _progress(self, msg: str, k: int, n: int) -> None:
         if self.progress is not None:
-            self.progress(min(1.0, (self._sec_done + k / max(n, 1)) / max(self._sec_total, 1)), msg)
-
-    _sec_done = 0
-    _sec_total = 1
+            self.progress(min(1.0, (self.sec_done + k / max(n, 1)) / max(self.sec_total, 1)), msg)
 
 
 def _csv_link(rows: Sequence[Mapping[str, Any]], name: str) -> str:
@@ -863,10 +861,10 @@ def build_report(
     # analyses first (spectra feed the metrics table), then render in document order
     order = [s for s in ("surfaces", "spectra", "trajectories", "connectivity") if s in wanted]
     order += [s for s in wanted if s not in order]
-    b._sec_total = len(order)
+    b.sec_total = len(order)
     bodies: dict[str, str] = {}
     for i, s in enumerate(order):
-        b._sec_done = i
+        b.sec_done = i
         if progress is not None:
             progress(i / len(order), f"section {SECTIONS[s]}")
         bodies[s] = getattr(b, s)()
