@@ -26,6 +26,7 @@ from .state import workspace
 LR_CHOICES = (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 BS_CHOICES = (8, 16, 32, 64, 128, 256, 512)
 WD_CHOICES = (0.0, 1e-4, 5e-4, 1e-3, 5e-3)
+RHO_CHOICES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 MEASURE_LABELS = {"lambda_max": "λ_max (top Hessian eigenvalue)", "trace": "Hessian trace",
                   "flatness": "flatness: loss rise at radius r", "per_layer": "per-layer λ_max"}
 SHORT_LABELS = {"lambda_max": "λ_max", "trace": "trace", "flatness": "flatness", "per_layer": "per-layer λ_max"}
@@ -61,6 +62,8 @@ def sweep_form() -> tuple[_sweep.SweepSpec, str] | None:
         epochs = st.slider("Epochs per point", 1, 30, 3, key="sw_epochs")
         width = st.select_slider("MLP width", (8, 16, 32, 64, 128), value=32, key="sw_width")
         depth = st.slider("Hidden layers", 1, 4, 2, key="sw_depth")
+        rhos = (st.multiselect("SAM radii ρ (optional axis)", RHO_CHOICES, default=[], key="sw_rho")
+                if optimizer == "sam" else [])
     with c3:
         measures = st.multiselect("Measures", list(MEASURE_LABELS), default=["lambda_max", "trace", "flatness"],
                                   format_func=SHORT_LABELS.get, key="sw_measures",
@@ -82,7 +85,8 @@ def sweep_form() -> tuple[_sweep.SweepSpec, str] | None:
             "snapshots": 0}
     try:
         spec = _sweep.SweepSpec(base=base, lrs=tuple(sorted(lrs)), batch_sizes=tuple(sorted(bss)),
-                                weight_decays=tuple(sorted(wds)) or None, measures=tuple(measures) or ("lambda_max",),
+                                weight_decays=tuple(sorted(wds)) or None, rhos=tuple(sorted(rhos)) or None,
+                                measures=tuple(measures) or ("lambda_max",),
                                 samples=int(samples), trace_probes=20, flatness_directions=8)
     except ValueError as e:
         show_error(e)
