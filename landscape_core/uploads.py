@@ -137,10 +137,8 @@ def _sniff(buf: bytes) -> str:
         return "zip"
     if buf[:1] == b"\x80" and len(buf) > 1 and 2 <= buf[1] <= 5:
         return "pickle"
-    if len(buf) >= 10:
-        n = int.from_bytes(buf[:8], "little")
-        if 2 <= n <= len(buf) - 8 + 2**30 and buf[8:9] == b"{":
-            return "safetensors"
+    if len(buf) >= 10 and buf[8:9] == b"{" and 2 <= int.from_bytes(buf[:8], "little") < 2**27:
+        return "safetensors"  # u64 little-endian JSON header length, then the JSON header
     return "unknown"
 
 

@@ -456,3 +456,10 @@ def test_upload_does_not_touch_global_rng(workspace):
     torch.manual_seed(123)
     import_upload("w.pt", data, workspace=workspace, model_spec=SPEC_ARGS)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_inspect_run_zip_reports_its_metadata(tiny_run):
+    info = inspect_upload("tiny.zip", zip_folder(tiny_run, prefix="tiny"))
+    assert info["kind"] == "run_zip" and info["guessed_model"] == digits_spec()
+    assert info["guessed_dataset"] == "digits" and info["meta"]["weights_hash"] == read_meta(tiny_run)["weights_hash"]
+    assert info["num_params"] == sum(p.numel() for p in digits_model().parameters())
