@@ -73,25 +73,33 @@ class SAM(Optimizer):
         self.param_groups = self.base_optimizer.param_groups  # one set of groups: schedulers see both
         self.defaults.update(self.base_optimizer.defaults)
         self._perturbed = False
+        self._saved: list[list[Tensor]] = []  # parameters moved by first_step, per group
 
     @property
     def perturbs(self) -> bool:
         """Whether a step perturbs the weights at all (some group has ``rho > 0``)."""
         return any(g["rho"] > 0 for g in self.param_groups)
 
+    def _with_grad(self, group: dict) -> list[Tensor]:
+        return [p for p in group["params"] if p.grad is not None]
+
     @torch.no_grad()
-    def _scaled_grad_norm(self) -> Tensor:
-        """``||T g||`` over every parameter with a gradient (T = 1 for plain SAM)."""
-        norms = []
+    def _scaled_grads(self) -> tuple[list[list[Tensor]], Tensor]:
+        """Per group ``T g`` (``g`` for plain SAM, ``(|w| + eta) g`` for ASAM) and the global ``||T g||``."""
+        tgs, norms = [], []
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                tg = (p.abs() + group["eta"]) * p.grad if group["adaptive"] else p.grad
-                norms.append(torch.linalg.vector_norm(tg))
+            params = self._with_grad(group)
+            grads = [p.grad for p in params]
+            if group["adaptive"] and params:
+                t = torch._foreach_abs(params)
+                torch._foreach_add_(t, group["eta"])
+                grads = torch._foreach_mul(t, grads)
+            tgs.append(grads)
+            if grads:
+                norms.extend(torch._foreach_norm(grads))
         if not norms:
-            return torch.zeros(())
-        return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
+            return tgs, torch.zeros(())
+        return tgs, torch.linalg.vector_norm(torch.stack(norms))
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
@@ -102,23 +110,27 @@ class SAM(Optimizer):
             if zero_grad:
                 self.zero_grad()
             return
-        gnorm = self._scaled_grad_norm()
-        for group in self.param_groups:
-            if group["rho"] == 0:
+        tgs, gnorm = self._scaled_grads()
+        for group, tg in zip(self.param_groups, tgs):
+            params = self._with_grad(group)
+            if group["rho"] == 0 or not params:
                 continue
+            old = []
+            for p in params:  # buffers for the exact copy of w, allocated once per parameter
+                buf = self.state[p].get("old_p")
+                if buf is None or buf.shape != p.shape:
+                    buf = self.state[p]["old_p"] = torch.empty_like(p)
+                old.append(buf)
+            torch._foreach_copy_(old, params)
             scale = group["rho"] / (gnorm + _EPS)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                state["old_p"] = p.detach().clone()
-                if group["adaptive"]:
-                    t = p.abs() + group["eta"]
-                    e = t * t * p.grad * scale.to(p.device)
-                else:
-                    e = p.grad * scale.to(p.device)
-                state["e_w"] = e
-                p.add_(e)
+            if group["adaptive"]:  # e = rho * T (T g) / ||T g||
+                t = torch._foreach_abs(params)
+                torch._foreach_add_(t, group["eta"])
+                e = torch._foreach_mul(t, tg)
+            else:  # e = rho * g / ||g||
+                e = list(tg)
+            torch._foreach_add_(params, torch._foreach_mul(e, scale))
+            self._saved.append(params)
         self._perturbed = True
         if zero_grad:
             self.zero_grad()
@@ -127,12 +139,9 @@ class SAM(Optimizer):
     def second_step(self, zero_grad: bool = False) -> None:
         """Restore the stored weights exactly, then take the base optimizer's step with the new grads."""
         if self._perturbed:
-            for group in self.param_groups:
-                for p in group["params"]:
-                    old = self.state[p].pop("old_p", None)
-                    if old is not None:
-                        p.copy_(old)  # exact restore: no w + e - e round-off
-            self._perturbed = False
+            for params in self._saved:  # exact restore by copying w back: no w + e - e round-off
+                torch._foreach_copy_(params, [self.state[p]["old_p"] for p in params])
+            self._saved, self._perturbed = [], False
         self.base_optimizer.step()
         if zero_grad:
             self.zero_grad()
