@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import positive_int, samples_arg
+from .common import add_json_flag, positive_int, samples_arg
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -43,5 +43,5 @@ def register(sub) -> None:
     p.add_argument("--samples", type=samples_arg, default=512)
     p.add_argument("--grid", type=positive_int, default=21, help="surface points per axis")
     p.add_argument("--no-surfaces", action="store_true")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_json_flag(p)
     p.set_defaults(func=run)
