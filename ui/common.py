@@ -73,4 +73,4 @@ def guide_link(section_anchor: str, label: str) -> None:
 
 def cost_caption(estimate_str: str) -> None:
     """A small caption announcing the expected cost of the next computation."""
-    st.caption(f"⏱ Estimated cost: {estimate_str}")
+    st.caption(f"Estimated cost: {estimate_str}")

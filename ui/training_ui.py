@@ -222,7 +222,7 @@ def render_train_page() -> None:
         return
     try:
         secs, steps = estimate_seconds(cfg)
-        st.caption(f"⏱ about {secs:.1f} s on this machine ({steps} steps x {cfg.grad_evals_per_step} gradient "
+        st.caption(f"about {secs:.1f} s on this machine ({steps} steps x {cfg.grad_evals_per_step} gradient "
                    f"evaluation{'s' if cfg.grad_evals_per_step > 1 else ''} per step)")
     except (ValueError, DataError, RuntimeError) as e:
         show_error(e)
@@ -473,7 +473,7 @@ def render_compare_page() -> None:
             evals = sum(steps * (2 if e["optimizer"] in ("sam", "asam") else 1) for e in entries)
             if budget == "grad-evals":
                 evals = steps * len(entries)
-            st.caption(f"⏱ about {per * evals + 0.05 * base.epochs * len(entries):.1f} s "
+            st.caption(f"about {per * evals + 0.05 * base.epochs * len(entries):.1f} s "
                        f"({len(entries)} runs, {steps} steps each at equal steps)")
         except (ValueError, DataError) as e:
             show_error(e)

@@ -174,6 +174,7 @@ def screenshot(page, name: str) -> Path:
     """Save a full-page screenshot to ``test-artifacts/screenshots/<name>.png``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     out = SCREENSHOTS / f"{name}.png"
+    page.wait_for_timeout(300)  # let freshly sent elements finish painting
     page.screenshot(path=str(out), full_page=True)
     return out
 

@@ -70,3 +70,23 @@ def test_probe_imports_safetensors_through_the_widget(app_server, page, tmp_path
     page.get_by_text("it is now the active run").first.wait_for(timeout=120_000)
     assert_no_exception(page)
     screenshot(page, "probe-upload")
+
+
+def test_train_stop_saves_nothing(app_server, server_env, page):
+    from pathlib import Path
+
+    ws = Path(server_env["LANDSCAPE_WORKSPACE"])
+    before = set(ws.iterdir()) if ws.is_dir() else set()
+    goto(page, app_server, "/Train")
+    epochs = page.locator('[data-testid="stSlider"]').filter(has_text="Epochs").locator("input").first
+    epochs.focus()
+    page.keyboard.press("End")  # 100 epochs: long enough to stop in the middle
+    wait_idle(page)
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.locator('[data-testid="stProgress"]').first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("Training stopped. Nothing was saved.").wait_for(timeout=60_000)
+    wait_idle(page)
+    assert_no_exception(page)
+    after = {p for p in ws.iterdir() if not p.name.startswith(".")} if ws.is_dir() else set()
+    assert after == {p for p in before if not p.name.startswith(".")}
