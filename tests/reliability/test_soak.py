@@ -50,7 +50,8 @@ def test_soak_no_fd_or_memory_growth(workspace, capsys):
     moons = load_run(checkpoints_dir() / "moons-tiny")
     digits = load_run(checkpoints_dir() / "digits-sgd")
     round_ = _analyses(moons, digits)
-    pages = ["pages/3_Runs.py", "pages/4_Probe_checkpoint.py"]
+    pages = ["pages/3_Runs.py", "pages/5_Loss_surface.py", "pages/4_Probe_checkpoint.py",
+             "pages/9_Flatness_and_noise.py"]
     # warm-up: every code path once (imports, allocator pools, Streamlit runtime)
     for f in round_:
         f()
@@ -63,7 +64,7 @@ def test_soak_no_fd_or_memory_growth(workspace, capsys):
     while done < N_ANALYSES:
         round_[done % len(round_)]()
         done += 1
-        if done % 12 == 0:  # an app session every dozen analyses
+        if done % 10 == 0:  # an app session every ten analyses
             assert _app_session(pages[app_runs % len(pages)], str(moons.path)) == 0
             app_runs += 1
         peak = max(peak, proc.memory_info().rss / 2**20)
