@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .data import DatasetSpec, analysis_subset, load_dataset
+from .data import DatasetSpec, load_dataset
 from .functional import LossFunction
 from .models import MODELS, build_model, model_spec
 from .optimizers import ADAM_FAMILY, OPTIMIZERS, SCHEDULES, is_sam, make_optimizer, make_schedule
@@ -244,9 +244,8 @@ def _sharpness_tracker(cfg: TrainConfig, X: Tensor, y: Tensor):
         raise ValueError(
             f"sharpness_every={cfg.sharpness_every} needs landscape_core.sharpness, which is not available"
         ) from None
-    Xs, ys = analysis_subset(X, y, cfg.sharpness_samples, seed=cfg.seed)
-    return SharpnessTracker(Xs, ys, every=cfg.sharpness_every, lr=cfg.lr, optimizer=cfg.optimizer,
-                            momentum=cfg.momentum, seed=cfg.seed)
+    return SharpnessTracker(X, y, every=cfg.sharpness_every, lr=cfg.lr, optimizer=cfg.optimizer,
+                            momentum=cfg.momentum, seed=cfg.seed, samples=cfg.sharpness_samples)
 
 
 def train(

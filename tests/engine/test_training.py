@@ -157,8 +157,8 @@ def test_sharpness_hook_records_and_missing_module_is_a_clear_error(monkeypatch)
     calls = []
 
     class FakeTracker:
-        def __init__(self, X, y, *, every, lr, optimizer, momentum, seed):
-            assert len(y) == 16 and every == 3 and optimizer == "sgd"
+        def __init__(self, X, y, *, every, lr, optimizer, momentum, seed, samples):
+            assert len(y) == 150 and samples == 16 and every == 3 and optimizer == "sgd" and lr == 0.1
             self.every = every
 
         def maybe_measure(self, step, model, optimizer):
@@ -201,3 +201,27 @@ def test_config_validation(kw, match):
 def test_batch_size_larger_than_dataset_names_the_value():
     with pytest.raises(ValueError, match="batch_size 99999 is larger than the 150 training examples"):
         train(_cfg(batch_size=99999))
+
+
+def test_real_sharpness_tracker_matches_dense_hessian_at_the_final_step():
+    from landscape_core.data import analysis_subset
+
+    res = train(_cfg(epochs=2, sharpness_every=5, sharpness_samples=64))
+    assert res.meta["steps"] == 10 and [r["step"] for r in res.meta["sharpness"]] == [5, 10]
+    X, y = analysis_subset(*load_dataset(MOONS).train, 64, seed=0)
+    lf = LossFunction(res.model, X, y, dtype=torch.float64)
+    names = list(lf.params0)
+    shapes = [lf.params0[k].shape for k in names]
+    flat0 = torch.cat([lf.params0[k].reshape(-1) for k in names])
+
+    def f(flat):
+        parts, i = {}, 0
+        for k, shp in zip(names, shapes):
+            n = shp.numel()
+            parts[k] = flat[i : i + n].reshape(shp)
+            i += n
+        return lf(parts)
+
+    lam_max = float(torch.linalg.eigvalsh(torch.func.hessian(f)(flat0))[-1])
+    assert res.meta["sharpness"][-1]["lambda_max"] == pytest.approx(lam_max, rel=1e-3)
+    assert res.history[-1]["sharpness"] == res.meta["sharpness"][-1]["lambda_max"]
