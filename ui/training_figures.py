@@ -50,11 +50,17 @@ def sharpness_figure(records: Sequence[Mapping], lr: float, *, title: str | None
 
     Plain gradient descent on a quadratic with curvature ``lambda`` is stable only while
     ``lambda < 2/lr``; full-batch training tends to hover at this "edge of stability" (Cohen et al., 2021).
+    When the records carry the tracker's own ``threshold`` (``(2 + 2*beta)/lr`` with heavy-ball momentum
+    ``beta``) and it differs from 2/lr, it is drawn too (dotted).
     """
     steps = [int(r.get("step", i)) for i, r in enumerate(records)]
     lam = [float(r.get("lambda_max", r.get("sharpness", float("nan")))) for r in records]
     fig = go.Figure(go.Scatter(x=steps, y=lam, mode="lines+markers", name="λ_max", line={"color": "#d62728"}))
     fig.add_hline(y=2.0 / lr, line={"dash": "dash", "color": "#555"}, annotation_text=f"2/lr = {2.0 / lr:.3g}")
+    thr = [float(r["threshold"]) for r in records if r.get("threshold") is not None]
+    if thr and abs(thr[-1] - 2.0 / lr) > 1e-9 * (2.0 / lr):
+        fig.add_hline(y=thr[-1], line={"dash": "dot", "color": "#888"},
+                      annotation_text=f"with momentum: {thr[-1]:.3g}", annotation_position="bottom right")
     fig.update_layout(title=title or "Sharpness during training", xaxis_title="step", yaxis_title="λ_max",
                       height=320, margin={"l": 40, "r": 10, "t": 50, "b": 40})
     return fig

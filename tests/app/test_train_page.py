@@ -42,6 +42,21 @@ def test_tiny_training_creates_active_run(app_test, workspace_dir):
     assert test_loss["y"] == [h["test_loss"] for h in meta["history"]]
 
 
+def test_sharpness_tracking_plots_lambda_max_against_2_over_lr(app_test, workspace_dir):
+    at = _tiny(app_test(PAGE).run())
+    at.toggle(key="train_sharp").set_value(True).run()
+    at.select_slider(key="train_sharp_k").set_value(5).run()
+    at.slider(key="train_epochs").set_value(4).run()  # 12 steps: measured at steps 5 and 10
+    at.button(key="train_go").click().run()
+    assert not at.exception, at.exception
+    meta = json.loads(next(workspace_dir.iterdir()).joinpath("run.json").read_text())
+    recs = meta["sharpness"]
+    assert len(recs) >= 2 and all(r["lambda_max"] > 0 for r in recs)
+    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert spec["data"][0]["y"] == [r["lambda_max"] for r in recs]
+    assert spec["layout"]["shapes"][0]["y0"] == 2.0 / meta["config"]["lr"]
+
+
 def test_settings_change_the_estimate_and_bad_dataset_errors(app_test):
     at = app_test(PAGE).run()
     at.slider(key="train_epochs").set_value(2).run()
