@@ -246,12 +246,12 @@ def sweep_lab_ui() -> None:
 # ================================================================================================
 # presets
 # ================================================================================================
-def run_preset_ui(name: str, budget: str, epochs: int, grid: int, samples: int) -> dict | None:
+def run_preset_ui(name: str, budget: str, epochs: int, grid: int, samples: int, dataset: str = "digits") -> dict | None:
     """Run a preset with a progress bar (runs saved in the workspace); returns ``PresetResult.to_dict()``."""
     bar = st.progress(0.0, text=f"preset {name}")
     try:
         res = _presets.run_preset(name, out_dir=workspace(), budget=budget, epochs=epochs, grid=grid,
-                                  samples=samples, progress=_progress_callback(bar))
+                                  samples=samples, dataset=dataset, progress=_progress_callback(bar))
     except ValueError as e:
         show_error(e)
         return None
@@ -287,6 +287,10 @@ def presets_ui() -> None:
                       format_func={"steps": "optimizer steps", "grad-evals": "gradient evaluations (SAM = 2/step)"}.get)
     epochs = c2.slider("Epochs", 1, 40, 15, key="pr_epochs")
     grid = c3.select_slider("Surface grid", (5, 11, 15, 21), value=21, key="pr_grid")
+    datasets = _presets.preset_datasets()
+    dataset = st.selectbox("Dataset", datasets, key="pr_dataset",
+                           help="digits is embedded; MNIST appears when a local copy exists (never downloaded).") \
+        if len(datasets) > 1 else "digits"
     samples = 512
     b1, b2 = st.columns(2)
     clicked = None
@@ -296,7 +300,7 @@ def presets_ui() -> None:
             if st.button(f"Run {info['name']}", key=f"pr_run_{info['name']}"):
                 clicked = info["name"]
     if clicked:
-        res = run_preset_ui(clicked, budget, int(epochs), int(grid), samples)
+        res = run_preset_ui(clicked, budget, int(epochs), int(grid), samples, dataset)
         if res is not None:
             st.session_state[f"preset_{clicked}"] = res
     for info in _presets.preset_info():

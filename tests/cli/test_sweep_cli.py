@@ -134,3 +134,24 @@ def test_killed_sweep_resumes_from_finished_points(tmp_path, capsys):
     res, _ = _json_out(capsys)
     assert res["reused"] == finished and res["computed"] == 4 - finished and res["finished"] == 4
     assert len([p for p in (out_dir / "runs").iterdir() if not p.name.startswith(".")]) == 4
+
+
+def test_preset_configs_share_init_and_mnist_needs_a_local_copy(tmp_path, monkeypatch):
+    from landscape_core.presets import mnist_available, preset_configs, preset_datasets
+
+    entries = preset_configs("sgd-sam-adam", budget="grad-evals", epochs=3)
+    cfgs = [c for _, c, _ in entries]
+    assert len({(c.init_seed, c.seed, c.width, c.depth, c.batch_size) for c in cfgs}) == 1
+    steps = entries[0][2]["reference_steps"]
+    assert all(c.max_grad_evals == steps for c in cfgs)
+    assert [i["steps"] for _, _, i in entries] == [steps, steps // 2, steps]
+    monkeypatch.setenv("LANDSCAPE_DATA", str(tmp_path / "data"))
+    assert not mnist_available() and preset_datasets() == ["digits"]
+    with pytest.raises(ValueError, match="local copy"):
+        preset_configs("adam-vs-sgd", dataset="mnist")
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"")
+    assert mnist_available() and preset_datasets() == ["digits", "mnist"]
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset_configs("sgd-vs-everything")
