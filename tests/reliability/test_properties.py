@@ -236,3 +236,79 @@ def test_flatness_settings_run_or_fail_clearly(moons_run):
         assert math.isfinite(res["loss"])
 
     check_property(prop, outcomes, min_ok=2)
+
+
+# ------------------------------------------------------------------ fuzzed uploads
+@st.composite
+def _mutation(draw, size: int) -> list[tuple[str, int, int]]:
+    """A few byte-level edits: flip, truncate, insert, or zero a span."""
+    ops = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["flip", "truncate", "insert", "zero"]))
+        pos = draw(st.integers(0, max(size - 1, 0)))
+        ops.append((kind, pos, draw(st.integers(1, 64))))
+    return ops
+
+
+def _apply(data: bytes, ops: list[tuple[str, int, int]]) -> bytes:
+    b = bytearray(data)
+    for kind, pos, n in ops:
+        pos = min(pos, max(len(b) - 1, 0))
+        if kind == "flip" and b:
+            b[pos] ^= 0xFF
+        elif kind == "truncate":
+            del b[pos:]
+        elif kind == "insert":
+            b[pos:pos] = bytes((pos + i * 37) % 256 for i in range(n))
+        elif kind == "zero":
+            b[pos : pos + n] = bytes(len(b[pos : pos + n]))
+    return bytes(b)
+
+
+@pytest.mark.parametrize("fmt", ["pt", "safetensors", "zip"])
+def test_mutated_uploads_import_or_fail_with_upload_error(tmp_path, fmt):
+    """Any byte-level corruption of a valid file is imported (if still valid) or refused with UploadError."""
+    from rel_helpers import (
+        digits_model,
+        digits_spec,
+        state_bytes_pt,
+        state_bytes_safetensors,
+        tree_listing,
+        zip_folder,
+    )
+
+    from landscape_core.runs import list_runs, save_run
+    from landscape_core.uploads import UploadError, import_upload
+
+    model = digits_model(seed=0)
+    if fmt == "pt":
+        data = state_bytes_pt(dict(model.state_dict()))
+    elif fmt == "safetensors":
+        data = state_bytes_safetensors(model.state_dict())
+    else:
+        src = save_run(tmp_path / "src" / "r", model, {"model": digits_spec(), "dataset": {"name": "digits"}})
+        data = zip_folder(src, prefix="r")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    outcomes: list[str] = []
+    spec = {"name": "mlp", "kwargs": {"width": 16, "depth": 2, "activation": "tanh"}}
+
+    @settings(PROPS, max_examples=25)
+    @given(ops=_mutation(len(data)))
+    def prop(ops):
+        bad = _apply(data, ops)
+        before = {p for p in tree_listing(tmp_path) if not p.startswith("ws")}
+        try:
+            path = import_upload(f"f.{fmt}", bad, workspace=ws, model_spec=spec)
+        except UploadError as e:
+            assert str(e) and "\n" not in str(e)
+            outcomes.append("error")
+        else:
+            assert path.parent == ws.resolve()
+            outcomes.append("ok")
+        assert {p for p in tree_listing(tmp_path) if not p.startswith("ws")} == before
+        assert not [p for p in ws.iterdir() if p.name.startswith(".")]
+
+    prop()
+    assert outcomes.count("error") >= 5
+    assert len(list_runs(ws, include_shipped=False)) == outcomes.count("ok")
