@@ -264,7 +264,8 @@ def train(
         cfg: the settings.
         progress: called with ``{"epoch", "epochs", "step", "steps", "fraction", "train_loss",
             "train_acc", "test_loss", "test_acc", "message"}`` every ~20 steps and after every epoch
-            (metrics are the latest full-data evaluation; mini-batch loss until the first one).
+            (metrics are the latest full-data evaluation), plus ``"event"``: ``"init"``, ``"step"`` or
+            ``"epoch"`` (an epoch just ended and was evaluated).
         should_stop: polled every step; returning True stops cleanly (``cancelled=True``; the run is
             only saved if ``cfg.save_if_cancelled``).
         out_dir: save the run in this folder as ``name`` (``name-2``... if taken).
@@ -332,12 +333,12 @@ def train(
     t_start = time.perf_counter()
     train_seconds = 0.0
 
-    def report(epoch: int, message: str) -> None:
+    def report(epoch: int, message: str, event: str) -> None:
         if progress is not None:
             progress({"epoch": epoch, "epochs": epochs, "step": step, "steps": total_steps,
-                      "fraction": step / total_steps, **metrics, "message": message})
+                      "fraction": step / total_steps, **metrics, "message": message, "event": event})
 
-    report(0, "initialised")
+    report(0, "initialised", "init")
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -362,7 +363,8 @@ def train(
                     sharp_records.append(dict(rec))
                     latest_sharp = rec.get("lambda_max", latest_sharp)
             if step % _PROGRESS_EVERY == 0:
-                report(epoch, f"epoch {epoch}/{epochs} step {step}/{total_steps} batch loss {float(loss):.4g}")
+                report(epoch, f"epoch {epoch}/{epochs} step {step}/{total_steps} batch loss {float(loss):.4g}",
+                       "step")
         model.eval()
         seconds = time.perf_counter() - t0
         train_seconds += seconds
@@ -376,7 +378,7 @@ def train(
             row["sharpness"] = latest_sharp
         history.append(row)
         report(epoch, f"epoch {epoch}/{epochs}: train loss {metrics['train_loss']:.4g}, "
-                      f"test acc {metrics['test_acc']:.3f}" + (" (cancelled)" if cancelled else ""))
+                      f"test acc {metrics['test_acc']:.3f}" + (" (cancelled)" if cancelled else ""), "epoch")
         if cancelled or step >= total_steps:
             break
     model.eval()

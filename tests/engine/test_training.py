@@ -144,7 +144,9 @@ def test_progress_reports_every_epoch_with_all_keys():
     fr = [s["fraction"] for s in seen]
     assert fr == sorted(fr) and fr[-1] == 1.0 and fr[0] == 0.0
     assert {s["epoch"] for s in seen} == {0, 1, 2}
-    assert any(s["step"] == 20 for s in seen)  # the ~20-step reports within an epoch
+    assert any(s["step"] == 20 and s["event"] == "step" for s in seen)  # the ~20-step reports within an epoch
+    assert [s["epoch"] for s in seen if s["event"] == "epoch"] == [1, 2]
+    assert [s["event"] for s in seen][0] == "init"
 
 
 def test_step_schedule_recorded_in_history():
