@@ -40,7 +40,7 @@ radius per weight so that it ignores rescalings of the network (Kwon et al. 2021
 
 Flatness is not the whole story: it correlates with generalisation in many sweeps, but it can be
 changed by reparametrising the network without changing its function (see
-[flatness and invariance](#flatness-invariance)).
+[flatness and invariance](#flatness)).
 """),
     ("hvp", "Hessian-vector products", r"""
 A network with $n = 10^4$ to $10^7$ weights has an $n\times n$ Hessian: far too big to store. Every
@@ -55,7 +55,7 @@ seeded subset of examples in evaluation mode (BatchNorm uses running statistics,
 a fixed symmetric matrix and repeated products agree. For small models the app can also build the dense
 Hessian in float64 and compare.
 """),
-    ("power-lanczos", "Power iteration vs Lanczos", r"""
+    ("lanczos", "Power iteration vs Lanczos", r"""
 **Power iteration** repeats $v \leftarrow Hv/\|Hv\|$. It converges to the eigenvector of the eigenvalue
 with the largest *magnitude*, at a rate set by the gap ratio $|\lambda_2/\lambda_1|$; when the top two
 eigenvalues are close it needs many products, and a large negative eigenvalue can win instead.
@@ -64,7 +64,10 @@ eigenvalues are close it needs many products, and a large negative eigenvalue ca
 Krylov space $\{v, Hv, \dots, H^{k-1}v\}$ and a small tridiagonal matrix $T_k = Q_k^\top H Q_k$ whose
 eigenvalues (Ritz values) approximate the extreme eigenvalues of $H$, both ends at once, typically in
 far fewer products than power iteration for the same accuracy. In floating point the basis loses
-orthogonality, so the engine re-orthogonalises fully (cheap for the few dozen vectors used). Converged
+orthogonality once a Ritz value converges, and the iteration then finds the same eigenvalue again:
+spurious duplicates called **ghost eigenvalues**, which would make a single outlier look like several.
+The engine therefore re-orthogonalises fully against all previous vectors (cheap for the few dozen
+vectors used), so every Ritz value it reports is a distinct eigenvalue. Converged
 means the residual $\|H y - \theta y\|$ is small relative to $|\theta|$.
 """),
     ("hutchinson", "Hutchinson's trace and Hutch++", r"""
@@ -80,7 +83,7 @@ $\hat\sigma/\sqrt{m}$; the app always shows that error bar. The error shrinks li
 $\operatorname{tr}(H) = \operatorname{tr}(Q^\top H Q) + \operatorname{tr}\big((I-QQ^\top)H(I-QQ^\top)\big)$.
 When a few large eigenvalues dominate, as in trained networks, the error falls like $1/m$ instead.
 """),
-    ("density", "The spectral density", r"""
+    ("spectral-density", "The spectral density", r"""
 Stochastic Lanczos quadrature runs a short Lanczos from a few random starting vectors and turns each
 tridiagonal $T_k$ into nodes (its eigenvalues) and weights (squared first components of its
 eigenvectors). Smoothing these with a Gaussian gives an estimate of the whole eigenvalue density
@@ -132,7 +135,7 @@ With BatchNorm, points along a path need their running statistics recomputed, or
 overstated. Runs that share a start and part of training (for instance SGD and SAM from the same
 initialisation) are often linearly connected.
 """),
-    ("flatness-invariance", "Flatness measures and reparametrisation invariance", r"""
+    ("flatness", "Flatness measures and reparametrisation invariance", r"""
 "Flat" can mean several things: a small $\lambda_{\max}$ or trace; a small loss increase under random
 perturbations of size $\sigma$, $\mathbb{E}_\epsilon[L(\theta+\epsilon)] - L(\theta)$; or a small
 worst-case increase within a radius, $\max_{\|\epsilon\|\le\rho} L(\theta+\epsilon) - L(\theta)$
@@ -145,7 +148,7 @@ $\lambda_{\max}$ can be made as large as you like. So plain flatness is not a pr
 $\epsilon_i \propto |\theta_i|$ (Kwon et al. 2021), or by normalising per filter; they do not change
 under such rescalings. The Flatness page shows the rescaling experiment side by side.
 """),
-    ("noise-scale", "Gradient noise scale", r"""
+    ("gradient-noise", "Gradient noise scale", r"""
 How big a batch is worth it? McCandlish et al. (2018) define the simple noise scale
 
 $$B_{\text{simple}} = \frac{\operatorname{tr}(\Sigma)}{\|G\|^2},$$

@@ -139,7 +139,7 @@ def render_presentation(results: list[dict]) -> None:
     else:
         st.header("Flat is a hint, not a law")
         st.markdown(story(results))
-        guide_link("flatness-invariance", "Why flatness can be changed without changing the function")
+        guide_link("flatness", "Why flatness can be changed without changing the function")
 
 
 def render_home() -> None:
@@ -173,7 +173,7 @@ def render_home() -> None:
         guide_link("sharpness", "What λ_max and the trace measure")
     with c2:
         guide_link("hutchinson", "How the trace is estimated (and its error bar)")
-        guide_link("flatness-invariance", "Why flatness alone can mislead")
+        guide_link("flatness", "Why flatness alone can mislead")
     st.caption("Budgets: 21x21 grid and 256 examples per surface; top-1 Lanczos and 20 Hutchinson probes on "
                "256 examples. Next: **Train** your own run, **Compare** optimizers, or open the analysis pages "
                "on the active run.")

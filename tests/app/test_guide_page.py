@@ -9,8 +9,8 @@ from ui.guide_text import ANCHORS, SECTIONS
 
 PAGE = "pages/11_Guide.py"
 ROOT = Path(__file__).resolve().parents[2]
-REQUIRED = {"sharpness", "sgd-noise", "hvp", "power-lanczos", "hutchinson", "filter-normalisation",
-            "pca-trajectories", "mode-connectivity", "flatness-invariance", "noise-scale", "reading-plots"}
+REQUIRED = {"sharpness", "sgd-noise", "hvp", "lanczos", "hutchinson", "filter-normalisation",
+            "pca-trajectories", "mode-connectivity", "flatness", "gradient-noise", "reading-plots"}
 
 
 def test_guide_renders_every_section_with_anchor(app_test, empty_checkpoints):
