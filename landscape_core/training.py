@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .data import DatasetSpec, load_dataset
 from .functional import LossFunction
-from .models import MODELS, build_model, model_spec
+from .models import MODELS, build_model, has_batchnorm, model_spec
 from .optimizers import ADAM_FAMILY, OPTIMIZERS, SCHEDULES, is_sam, make_optimizer, make_schedule
 from .params import detached_buffers, detached_params, model_hash
 from .runs import save_run, unique_run_path, validate_run_name
@@ -293,7 +293,13 @@ def train(
                          nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, rho=cfg.rho,
                          adaptive=cfg.adaptive)
     per_step = 2 if (isinstance(opt, SAM) and opt.perturbs) else 1
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    n_used = n  # train-mode BatchNorm cannot normalise a batch of one: drop such a last example
+    if has_batchnorm(model):
+        if cfg.batch_size < 2:
+            raise ValueError(f"batch_size {cfg.batch_size} is too small for BatchNorm (needs >= 2)")
+        if n % cfg.batch_size == 1:
+            n_used = n - 1
+    steps_per_epoch = math.ceil(n_used / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_grad_evals is not None:
         total_steps = min(total_steps, cfg.max_grad_evals // per_step)
@@ -343,7 +349,7 @@ def train(
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
-        for i in range(0, n, cfg.batch_size):
+        for i in range(0, n_used, cfg.batch_size):
             if step >= total_steps:
                 break
             if should_stop is not None and should_stop():

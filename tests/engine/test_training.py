@@ -184,7 +184,12 @@ def test_sharpness_hook_records_and_missing_module_is_a_clear_error(monkeypatch)
 def test_batchnorm_stats_updated_once_per_sam_step():
     res = train(_cfg(batchnorm=True, optimizer="sam", rho=0.1, epochs=1))
     bn = res.model.net[2]
-    assert int(bn.num_batches_tracked) == res.meta["steps"]
+    assert int(bn.num_batches_tracked) == res.meta["steps"] == 5
+    # 150 = 2 * 149 + 1 / batches of 149 leave a last batch of one, which BatchNorm cannot use: dropped
+    res = train(_cfg(batchnorm=True, batch_size=149, epochs=2))
+    assert res.meta["steps"] == 2 and int(res.model.net[2].num_batches_tracked) == 2
+    with pytest.raises(ValueError, match="batch_size 1 is too small for BatchNorm"):
+        train(_cfg(batchnorm=True, batch_size=1))
 
 
 @pytest.mark.parametrize("kw,match", [
