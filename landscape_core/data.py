@@ -74,7 +74,8 @@ class DatasetSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> DatasetSpec:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        # ``root`` is a local setting, never taken from stored metadata (a run folder is untrusted input)
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "root"}
         return cls(**known)
 
 

@@ -61,3 +61,10 @@ def test_evaluate_accuracy_and_bad_inputs():
         LossFunction(m, X, y[:-1])
     with pytest.raises(ValueError, match="batch_size"):
         LossFunction(m, X, y, batch_size=0)
+
+
+def test_dataset_root_is_never_taken_from_stored_metadata():
+    from landscape_core.data import DatasetSpec
+
+    spec = DatasetSpec.from_dict({"name": "digits", "root": "/etc", "seed": 3})
+    assert spec.root is None and spec.seed == 3
