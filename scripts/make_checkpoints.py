@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "checkpoints"), help="target folder (deleted and recreated)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # tiny models; one thread also fixes the floating-point reduction order
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
