@@ -94,8 +94,6 @@ def metrics_row(results: list[dict]) -> None:
 @st.fragment
 def surfaces_fragment(results: list[dict]) -> None:
     """The side-by-side surfaces with display-only controls (reruns only this fragment)."""
-    from .figures import surfaces_side_by_side
-
     simple = presentation()
     c1, c2 = st.columns([3, 1])
     view = "3-D"
@@ -104,9 +102,19 @@ def surfaces_fragment(results: list[dict]) -> None:
         view = c1.select_slider("View", ["1-D slice", "contour", "3-D"], value="3-D", key="home_view")
         log = c2.toggle("log scale", value=False, key="home_log")
     kind = {"1-D slice": "1d", "contour": "contour", "3-D": "3d"}[view]
-    fig = surfaces_side_by_side([(label(x["row"]), x["surface"]) for x in results], kind=kind, log=log,
-                                height=520 if simple else 440)
+    hashes = tuple(x["row"]["weights_hash"] for x in results)
+    fig = _demo_figure(hashes, kind, log, 520 if simple else 440, _results=results)
     st.plotly_chart(fig, key="home_surfaces", config={"displaylogo": False})
+
+
+@st.cache_resource(show_spinner=False, max_entries=24)
+def _demo_figure(hashes: tuple[str, ...], kind: str, log: bool, height: int, _results: list[dict]):
+    """The side-by-side figure, built once per (runs, view, scale): moving a view control back and forth
+    then only re-sends a ready figure (never mutated: ``st.plotly_chart`` serialises it)."""
+    from .figures import surfaces_side_by_side
+
+    return surfaces_side_by_side([(label(x["row"]), x["surface"]) for x in _results], kind=kind, log=log,
+                                 height=height)
 
 
 def _step(delta: int) -> None:
