@@ -151,13 +151,20 @@ def save_run(
             t[STEPS_KEY] = torch.as_tensor(steps, dtype=torch.int64).contiguous()
             save_file(t, str(tmp / TRAJ_FILE))
         (tmp / RUN_JSON).write_text(json.dumps(full, indent=2, default=_json_default))
-        if path.exists():  # overwrite: move the old one aside first, then swap
+        if overwrite and path.exists():  # overwrite: move the old one aside first, then swap
             old = path.parent / f".old-{path.name}-{uuid.uuid4().hex[:8]}"
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, path)
+            # rename(2) refuses a non-empty target, so a run another process saved under the same
+            # name in the meantime is never replaced: the loser gets RunError and nothing changes.
+            try:
+                os.rename(tmp, path)
+            except OSError as e:
+                if path.exists():
+                    raise RunError(f"run folder {path} already exists") from e
+                raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not path.exists():  # failed mid-swap: put the old run back
