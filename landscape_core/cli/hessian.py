@@ -53,6 +53,8 @@ def run_hessian(args: argparse.Namespace) -> dict:
     from ..curvature import analyze_hessian
     from ..runs import load_run
 
+    if not args.tol > 0:  # validate before any progress output, so the error is the only stderr line
+        raise CLIError(f"tol must be > 0, got {args.tol}")
     device = resolve_device(args.device)
     run = load_run(resolve_run(args.run), device=device)
 

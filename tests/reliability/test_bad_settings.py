@@ -167,7 +167,6 @@ M = "moons-tiny"
 CMP = ["compare", "--dataset", "moons", "--n-samples", "80", "--width", "4", "--depth", "1", "--epochs", "1",
        "--snapshots", "0", "--no-save"]
 _PROGRESS_BEFORE_ERROR = {
-    "hessian-tol": "hessian prints its first progress line to stderr before validating --tol",
     "surface-grid-huge": "surface opens its tqdm bar on stderr before validating --grid",
 }
 CLI_CASES = {
