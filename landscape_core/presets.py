@@ -157,8 +157,9 @@ def _statement(budget: str, infos: list[dict]) -> str:
                 + (f" ({'; '.join(extra)} instead of {s})" if extra else " nowhere (no SAM run)") + ".")
     g = infos[0]["grad_evals"]
     extra = [f"{i['label']}: {i['steps']} steps" for i in infos if i["steps"] != infos[0]["reference_steps"]]
-    return (f"Compared at equal gradient evaluations ({g} each; SAM spends 2 per step"
-            + (f", so {'; '.join(extra)}" if extra else "") + ").")
+    if not extra:
+        return f"Compared at equal gradient evaluations ({g} each; no SAM run here, so the step counts are equal too)."
+    return f"Compared at equal gradient evaluations ({g} each; SAM spends 2 per step, so {'; '.join(extra)})."
 
 
 def _summary(rows: list[dict]) -> tuple[str, ...]:
