@@ -9,8 +9,6 @@ Presentation mode shows one idea per screen with Previous / Next buttons.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from .cache import list_runs_cached
@@ -196,4 +194,3 @@ def _overview() -> None:
                 acc = r.get("test_acc")
                 st.markdown(f"- **{r['name']}** ({r['source']}, {r['optimizer'] or '?'}): test accuracy "
                             f"{acc:.1%}" if isinstance(acc, (int, float)) else f"- **{r['name']}** ({r['source']})")
-    _ = Path
