@@ -35,3 +35,12 @@ def test_every_guide_link_in_the_app_points_to_a_section():
     assert used, "no guide links found"
     missing = used - set(ANCHORS)
     assert not missing, f"guide_link anchors without a Guide section: {sorted(missing)}"
+
+
+def test_guide_with_shipped_runs_and_presentation_mode(app_test):
+    at = app_test(PAGE).run()
+    assert not at.exception and "digits-sgd" in at.sidebar.caption[0].value
+    at.sidebar.toggle[0].set_value(True).run()
+    assert not at.exception
+    assert any("font-size" in m.value for m in at.markdown)
+    assert len(at.header) == len(SECTIONS)

@@ -87,3 +87,10 @@ def test_page_wrong_architecture_shows_error(app_test, empty_checkpoints, tiny_r
     assert not at.exception
     assert len(at.error) == 1
     assert not any(p.name != "tiny-sgd" for p in workspace_dir.iterdir() if not p.name.startswith("."))
+
+
+def test_page_with_shipped_runs_keeps_default_active_run(app_test):
+    at = app_test(PAGE).run()
+    assert not at.exception
+    assert at.session_state["active_run"].endswith("digits-sgd")
+    assert "digits-sgd" in at.sidebar.caption[0].value
