@@ -575,6 +575,10 @@ class _Builder:
                 out.append(f'<pre class="cmd">{_esc(retrain_command(meta))}</pre>')
             except ValueError as e:
                 out.append(self.note("settings", str(e)))
+            tf = ((meta.get("config") or {}).get("dataset") or {}).get("test_fraction", 0.25)
+            if tf != 0.25:
+                out.append(self.note("settings", f"{r.name}: dataset test_fraction={tf} has no train flag; "
+                                                 "set it through the Python API (TrainConfig.dataset)"))
             flat = {"run": r.name, **_flat({"model": meta.get("model", {}), "dataset": meta.get("dataset", {}),
                                             "config": meta.get("config", {})})}
             flat["weights_hash"] = meta.get("weights_hash")
