@@ -73,33 +73,21 @@ class SAM(Optimizer):
         self.param_groups = self.base_optimizer.param_groups  # one set of groups: schedulers see both
         self.defaults.update(self.base_optimizer.defaults)
         self._perturbed = False
-        self._saved: list[list[Tensor]] = []  # parameters moved by first_step, per group
+        self._saved: list[tuple[list[Tensor], list[Tensor]]] = []  # (moved params, their old values)
+        self._buffers: dict[int, tuple[list[Tensor], list[Tensor]]] = {}
 
     @property
     def perturbs(self) -> bool:
         """Whether a step perturbs the weights at all (some group has ``rho > 0``)."""
         return any(g["rho"] > 0 for g in self.param_groups)
 
-    def _with_grad(self, group: dict) -> list[Tensor]:
-        return [p for p in group["params"] if p.grad is not None]
-
-    @torch.no_grad()
-    def _scaled_grads(self) -> tuple[list[list[Tensor]], Tensor]:
-        """Per group ``T g`` (``g`` for plain SAM, ``(|w| + eta) g`` for ASAM) and the global ``||T g||``."""
-        tgs, norms = [], []
-        for group in self.param_groups:
-            params = self._with_grad(group)
-            grads = [p.grad for p in params]
-            if group["adaptive"] and params:
-                t = torch._foreach_abs(params)
-                torch._foreach_add_(t, group["eta"])
-                grads = torch._foreach_mul(t, grads)
-            tgs.append(grads)
-            if grads:
-                norms.extend(torch._foreach_norm(grads))
-        if not norms:
-            return tgs, torch.zeros(())
-        return tgs, torch.linalg.vector_norm(torch.stack(norms))
+    def _old_buffers(self, index: int, params: list[Tensor]) -> list[Tensor]:
+        """Buffers for the exact copy of ``w`` of group ``index``, allocated once and reused every step."""
+        cached = self._buffers.get(index)
+        if cached is None or len(cached[0]) != len(params) or any(a is not b for a, b in zip(cached[0], params)):
+            cached = (list(params), [torch.empty_like(p) for p in params])
+            self._buffers[index] = cached
+        return cached[1]
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
@@ -110,27 +98,35 @@ class SAM(Optimizer):
             if zero_grad:
                 self.zero_grad()
             return
-        tgs, gnorm = self._scaled_grads()
-        for group, tg in zip(self.param_groups, tgs):
-            params = self._with_grad(group)
-            if group["rho"] == 0 or not params:
+        per_group: list[tuple[list[Tensor], list[Tensor] | None, list[Tensor]] | None] = []
+        norms: list[Tensor] = []
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                per_group.append(None)
                 continue
-            old = []
-            for p in params:  # buffers for the exact copy of w, allocated once per parameter
-                buf = self.state[p].get("old_p")
-                if buf is None or buf.shape != p.shape:
-                    buf = self.state[p]["old_p"] = torch.empty_like(p)
-                old.append(buf)
-            torch._foreach_copy_(old, params)
-            scale = group["rho"] / (gnorm + _EPS)
-            if group["adaptive"]:  # e = rho * T (T g) / ||T g||
+            tg = [p.grad for p in params]
+            t = None
+            if group["adaptive"]:  # T = |w| + eta, taken before the move
                 t = torch._foreach_abs(params)
                 torch._foreach_add_(t, group["eta"])
-                e = torch._foreach_mul(t, tg)
-            else:  # e = rho * g / ||g||
-                e = list(tg)
-            torch._foreach_add_(params, torch._foreach_mul(e, scale))
-            self._saved.append(params)
+                tg = torch._foreach_mul(t, tg)
+            per_group.append((params, t, tg))
+            norms.extend(torch._foreach_norm(tg))
+        gnorm = float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0  # ||T g||, all groups
+        for index, (group, item) in enumerate(zip(self.param_groups, per_group)):
+            if item is None or group["rho"] == 0:
+                continue
+            params, t, tg = item
+            old = self._old_buffers(index, params)
+            torch._foreach_copy_(old, params)
+            scale = group["rho"] / (gnorm + _EPS)
+            if t is not None:  # ASAM: e = rho * T (T g) / ||T g||
+                torch._foreach_mul_(t, tg)
+                torch._foreach_add_(params, t, alpha=scale)
+            else:  # SAM: e = rho * g / ||g||
+                torch._foreach_add_(params, tg, alpha=scale)
+            self._saved.append((params, old))
         self._perturbed = True
         if zero_grad:
             self.zero_grad()
@@ -139,8 +135,8 @@ class SAM(Optimizer):
     def second_step(self, zero_grad: bool = False) -> None:
         """Restore the stored weights exactly, then take the base optimizer's step with the new grads."""
         if self._perturbed:
-            for params in self._saved:  # exact restore by copying w back: no w + e - e round-off
-                torch._foreach_copy_(params, [self.state[p]["old_p"] for p in params])
+            for params, old in self._saved:  # exact restore by copying w back: no w + e - e round-off
+                torch._foreach_copy_(params, old)
             self._saved, self._perturbed = [], False
         self.base_optimizer.step()
         if zero_grad:
