@@ -15,6 +15,10 @@ threads) for both ours and the peak: on a machine shared with other processes a 
 burst catches idle moments that a several-second surface cannot, so wall-clock efficiency is printed
 for information only. Ours is best of ``repeats``; the reference loop runs once.
 
+Threads: 1 by default. On a machine shared with other processes, OpenMP worker threads spin while they
+wait, which inflates CPU time and makes both timings depend on the neighbours; with one thread the
+CPU-time figures measure the code. ``--threads 0`` uses torch's default (all cores).
+
 Run: ``python bench/bench_surface.py [--quick] [--threads N]``.
 """
 
@@ -86,7 +90,9 @@ def mlp_flops_per_point(model: nn.Module, n: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="21x21 grid, one repeat")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: CPU-time measurements stay meaningful on a shared machine, "
+                         "where idle OpenMP threads spin; 0 = torch's choice)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
