@@ -42,7 +42,7 @@ d_probes = c6.slider("Density probes", 1, 10, 3, key="curv_dprobes", disabled=no
 d_steps = c7.slider("Lanczos steps per probe", 10, 120, 40, 5, key="curv_dsteps", disabled=not density)
 per_layer = c8.toggle("Per-layer blocks", value=True, key="curv_layers")
 exact = st.toggle(f"Exact spectrum too (dense float64 Hessian; {info['num_params']} parameters)", value=tiny,
-                  key="curv_exact", disabled=not tiny,
+                  key=f"curv_exact_{tiny}", disabled=not tiny,
                   help="Only for models with at most 5000 parameters (e.g. the shipped moons-tiny).")
 samples = None if samples_opt == "all" else int(samples_opt)
 settings = {"top_k": int(top_k), "trace": True, "trace_probes": int(probes), "density": bool(density),

@@ -113,7 +113,7 @@ def test_large_model_has_no_exact_option(app_test):
     at.session_state["active_run"] = str(DIGITS)
     at.run()
     assert not at.exception
-    tog = at.toggle(key="curv_exact")
+    tog = at.toggle(key="curv_exact_False")
     assert tog.disabled and tog.value is False
     assert not at.get("plotly_chart")  # nothing heavy runs before Compute
 
