@@ -160,6 +160,17 @@ class SAM(Optimizer):
         self.second_step()
         return loss
 
+    def state_dict(self) -> dict:
+        """The base optimizer's state (momentum, Adam moments) and the shared groups (with rho, adaptive, eta)."""
+        return self.base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if self._perturbed:
+            raise RuntimeError("cannot load a state between SAM.first_step and SAM.second_step")
+        self.base_optimizer.load_state_dict(state_dict)
+        self.param_groups = self.base_optimizer.param_groups
+        self._buffers = {}
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base_optimizer.zero_grad(set_to_none=set_to_none)
 

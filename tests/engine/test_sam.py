@@ -236,3 +236,26 @@ def test_schedules_per_step():
         opt.step(lambda: (p[0] ** 2).sum().backward() or (p[0] ** 2).sum())
         sched.step()
     assert lrs == pytest.approx([0.2, 0.2, 0.02, 0.002])
+
+
+def test_state_dict_round_trip_resumes_identically():
+    m1, (X, y) = _model(), _data()
+    o1 = SAM(m1.parameters(), torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9)
+
+    def closure_for(m):
+        def closure():
+            loss = nn.functional.cross_entropy(m(X), y)
+            loss.backward()
+            return loss
+        return closure
+
+    o1.step(closure_for(m1))
+    m2 = copy.deepcopy(m1)
+    o2 = SAM(m2.parameters(), torch.optim.SGD, rho=0.7, lr=1.0, momentum=0.9)
+    o2.load_state_dict(copy.deepcopy(o1.state_dict()))
+    assert o2.param_groups[0]["rho"] == 0.1 and o2.base_optimizer.param_groups[0]["lr"] == 0.05
+    for _ in range(2):
+        o1.step(closure_for(m1))
+        o2.step(closure_for(m2))
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(p1, p2)  # momentum buffers came along
