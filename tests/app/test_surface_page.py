@@ -136,3 +136,26 @@ def test_empty_workspace_shows_guidance(app_test, empty_checkpoints):
     assert not at.exception
     assert any("No runs yet" in i.value for i in at.info)
     assert not at.get("plotly_chart")
+
+
+def test_plane_through_runs_and_coarse_preview(page):
+    from ui import analysis
+
+    others = [str(checkpoints_dir() / "digits-adam"), str(checkpoints_dir() / "digits-sam")]
+    at = _small(page, surf_grid=13, surf_kind="runs", surf_others=others).run()
+    assert not at.exception, [e.value for e in at.exception]
+    fig = _fig(at)
+    pts = {d["name"]: (d["x"][0], d["y"][0]) for d in fig["data"] if d.get("mode") == "markers+text"}
+    assert set(pts) == {"digits-sgd", "digits-adam", "digits-sam"}
+    assert pts["digits-sgd"] == pytest.approx((0.0, 0.0), abs=1e-9)
+    # B sits on the first axis at its true Euclidean distance from A
+    ta = load_run(RUN).model.state_dict()
+    tb = load_run(others[0]).model.state_dict()
+    dist = float(sum(((tb[k].double() - ta[k].double()) ** 2).sum() for k in ta)) ** 0.5
+    assert pts["digits-adam"][0] == pytest.approx(dist, rel=1e-5) and abs(pts["digits-adam"][1]) < 1e-6 * dist
+    # progressive refinement: the coarse 11 x 11 preview was computed (and cached) before the 13 x 13 grid
+    info = analysis.run_summary(str(RUN))
+    settings = {"directions": "runs", "dims": 2, "span": 1.0, "samples": 128, "split": "train", "seed": 0,
+                "runs": tuple(others)}
+    assert analysis.has_result("surface", str(RUN), info["weights_hash"], **{**settings, "grid": 11})
+    assert analysis.has_result("surface", str(RUN), info["weights_hash"], **{**settings, "grid": 13})
