@@ -275,8 +275,8 @@ def hessian_directions(loss_fn: Any, k: int = 2, seed: int = 0) -> tuple[list[Pa
 def gradient_direction(
     loss_fn: Any,
     params: Params | None = None,
-    *,
     normalization: Normalization = "filter",
+    *,
     ignore_1d: bool = True,
 ) -> Params:
     """The steepest-descent direction ``-grad L(params)``, normalised like a random direction."""

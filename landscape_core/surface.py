@@ -395,10 +395,10 @@ class BatchedEvaluator:
                     m, idx = h.max(-1)
                     lse = m + (h - m.unsqueeze(-1)).exp_().sum(-1).log_()
                     picked = h.gather(-1, yy.view(1, n, 1).expand(P, n, 1)).squeeze(-1)
-                    loss += (lse - picked).sum(1).double()
-                    correct += (idx == yy).sum(1).double()
+                    loss += (lse - picked).sum(1).double().cpu()
+                    correct += (idx == yy).sum(1).double().cpu()
                 else:
-                    loss += crit(h, yy).double() * n
+                    loss += crit(h, yy).double().cpu() * n
         return loss / self.loss_fn.n, correct
 
 
