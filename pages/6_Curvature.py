@@ -173,6 +173,8 @@ else:
                                                     title="Hutchinson trace: running mean +/- 1.96 s.e."),
                         key="curv_hutch")
         s2.caption("Stop on a fixed budget with a standard error, never on 'the mean stopped moving'.")
+        s2.download_button("Estimator study (JSON)", exports.json_bytes(study), "estimator_study.json",
+                           mime="application/json", on_click="ignore", key="curv_dl_study")
         if study["exact_eigenvalues"]:
             ex = study["exact_eigenvalues"]
             # a Ritz value with residual r lies within r of an eigenvalue of the float32 operator, which

@@ -100,6 +100,18 @@ def test_exact_spectrum_matches_estimators_and_controls(app_test):
     assert len(figure_arrays(hutch, 1, "y")) == 100
     assert any("5/5 Lanczos eigenvalues" in s.value for s in at.success)
 
+    # sample budget: lambda_max on 64 examples for data seeds 0, 1, 2 equals independent analyses
+    at.select_slider(key="curv_budget").set_value(64).run()
+    at.button(key="curv_budget_btn").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    lam = figure_arrays(_chart(at, "curv_budget_lam"), 0, "y").astype(np.float64)
+    from landscape_core.curvature import analyze_hessian
+
+    ref = [analyze_hessian(load_run(TINY), top_k=1, trace=True, trace_probes=30, smallest=False, samples=64, seed=s,
+                           tol=1e-4).eigenvalues[0] for s in (0, 1, 2)]
+    np.testing.assert_allclose(lam, ref, rtol=1e-4)
+    assert np.ptp(lam) > 0  # different data subsets give different estimates: the subsampling spread
+
     # top-k: a new analysis with 3 eigenvalues
     at.slider(key="curv_k").set_value(3).run()
     at.button(key="curv_compute").click().run()
