@@ -51,6 +51,28 @@ settings = {"top_k": int(top_k), "trace": True, "trace_probes": int(probes), "de
 hvps = 3 * top_k + 30 + probes + (d_probes * d_steps if density else 0) + (probes * 6 if per_layer else 0)
 cost_caption(analysis.cost_string(run, info["weights_hash"], samples, hvps=hvps))
 
+with st.expander("Sharpness during training (recorded by Train)", expanded=True):
+    sharp = analysis.run_meta(run).get("sharpness") or []
+    if sharp:
+        sh_fig = figures.sharpness_figure([r["step"] for r in sharp], [r["lambda_max"] for r in sharp], info["lr"])
+        st.plotly_chart(sh_fig, key="curv_sharpness")
+        st.caption("Gradient descent with learning rate lr is stable along a direction only while its curvature "
+                   "stays below 2/lr (edge of stability, Cohen et al. 2021).")
+        if any(r.get("preconditioned_lambda_max") is not None for r in sharp):
+            pre = [r for r in sharp if r.get("preconditioned_lambda_max") is not None]
+            pfig = figures.sharpness_figure([r["step"] for r in pre], [r["preconditioned_lambda_max"] for r in pre], None)
+            thr = pre[-1].get("preconditioned_threshold")
+            if thr:
+                pfig.add_hline(y=float(thr), line={"dash": "dash", "color": "#d62728"},
+                               annotation_text=f"adaptive threshold {float(thr):.3g}")
+            pfig.update_layout(title={"text": "Preconditioned sharpness (Adam): the threshold that applies"})
+            st.plotly_chart(pfig, key="curv_sharpness_pre")
+            st.caption("For Adam-type optimizers 2/lr does not apply to the raw Hessian; the preconditioned "
+                       "sharpness is compared with its own threshold (Cohen et al. 2022).")
+    else:
+        st.info("This run did not track sharpness. On the **Train** page, set *Measure sharpness every k steps* "
+                "(sharpness_every > 0) to record lambda_max during training and compare it with 2/lr here.")
+
 cached = analysis.has_result("hessian", run, info["weights_hash"], **settings)
 if not cached and not st.button("Compute", type="primary", key="curv_compute"):
     st.info("Press **Compute** to analyse the Hessian with these settings (results are cached).")
@@ -137,17 +159,6 @@ if res.get("per_layer"):
                        mime="text/csv", on_click="ignore", key="curv_dl_layers")
     t2.plotly_chart(figures.layer_heatmap([r["layer"] for r in layer_rows], ["lambda_max", "trace"],
                                           [[r["lambda_max"], r["trace"]] for r in layer_rows]), key="curv_layer_map")
-
-st.subheader("Sharpness during training")
-sharp = analysis.run_meta(run).get("sharpness") or []
-if sharp:
-    sh_fig = figures.sharpness_figure([r["step"] for r in sharp], [r["lambda_max"] for r in sharp], info["lr"])
-    st.plotly_chart(sh_fig, key="curv_sharpness")
-    st.caption("Gradient descent with learning rate lr is stable along a direction only while its curvature "
-               "stays below 2/lr (edge of stability, Cohen et al. 2021).")
-else:
-    st.info("This run did not track sharpness. On the **Train** page, set *Measure sharpness every k steps* "
-            "(sharpness_every > 0) to record lambda_max during training and compare it with 2/lr here.")
 
 st.subheader("How far can you trust the estimates?")
 study_key = ("study", run, info["weights_hash"], samples, split)

@@ -134,3 +134,21 @@ def test_empty_workspace(app_test, empty_checkpoints):
     at = app_test(PAGE).run()
     assert not at.exception
     assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_sharpness_history_against_two_over_lr(app_test, workspace_dir):
+    from landscape_core.models import build_model, model_spec
+    from landscape_core.runs import save_run
+
+    spec = model_spec("mlp", (2,), 2, width=4, depth=1)
+    records = [{"step": s, "lambda_max": lam, "threshold": 20.0} for s, lam in ((0, 3.0), (10, 12.0), (20, 19.5))]
+    path = save_run(workspace_dir / "sharp", build_model(spec, seed=0),
+                    {"model": spec, "dataset": {"name": "moons"}, "config": {"lr": 0.1, "optimizer": "sgd"},
+                     "sharpness": records})
+    at = app_test(PAGE)
+    at.session_state["active_run"] = str(path)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    fig = _chart(at, "curv_sharpness")
+    np.testing.assert_allclose(figure_arrays(fig, 0, "y"), [3.0, 12.0, 19.5])
+    assert [sh["y0"] for sh in fig["layout"]["shapes"]] == [pytest.approx(2 / 0.1)]
