@@ -87,6 +87,10 @@ def _dry_run_max_activation(model: nn.Module, params: Mapping[str, Tensor], buff
     return max(sizes)
 
 
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
 class BatchedEvaluator:
     """Loss and accuracy at many points ``origin + sum_j c_j d_j`` at once (see module docstring).
 
@@ -124,6 +128,10 @@ class BatchedEvaluator:
         self.is_ce = loss_fn.loss_name == "cross_entropy"
         self._criterion = loss_fn._criterion
         self.plan = self._make_plan() if fast_first_layer else None
+        if self.plan is not None and self.plan["rest"] is not None and _has_conv(self.plan["rest"]):
+            # convolutions after the first layer: vmap would turn them into slow grouped convolutions and
+            # the shortcut saves little, so such models take the generic path (one point at a time)
+            self.plan = None
         n_params = sum(v.numel() for v in self.origin.values())
         x1 = loss_fn.batches[0][0][:1]
         act = _dry_run_max_activation(self.model, self.origin, self.buffers, x1)
@@ -243,20 +251,34 @@ class BatchedEvaluator:
             db = self.D[plan["b"]] if plan["b"] else None
             conv = isinstance(plan["layer"], nn.Conv2d)
             if plan["rest"] is not None:
-                rest_fn = vmap(
-                    lambda p, h: functional_call(plan["rest"], (p, plan["rest_buf"]), (h,)), in_dims=(0, 0)
-                )
+                def rest_one(p, h):
+                    return functional_call(plan["rest"], (p, plan["rest_buf"]), (h,))
+
+                rest_fn = vmap(rest_one, in_dims=(0, 0))
         else:
             params = self._stack(C, {n: n for n in self.names})
-            full_fn = vmap(lambda p, x: functional_call(self.model, (p, self.buffers), (x,)), in_dims=(0, None))
+
+            def full_one(p, x):
+                return functional_call(self.model, (p, self.buffers), (x,))
+
+            if _has_conv(self.model):  # vmap turns convs into slow grouped convs: loop over points
+                def full_fn(p, x):
+                    return torch.stack([full_one({k: v[i] for k, v in p.items()}, x) for i in range(P)])
+            else:
+                full_fn = vmap(full_one, in_dims=(0, None))
         for bi, (Xb, yb, w) in enumerate(self.loss_fn.iter_batches()):
             if self.plan is not None:
                 z0, zs = self._pre[bi]
-                z = torch.addmm(z0.reshape(1, -1), C, zs.reshape(self.k, -1)).reshape(P, *z0.shape)
-                if db is not None:
-                    bias = C @ db  # (P, out)
-                    z = z + (bias[:, None, :, None, None] if conv else bias.reshape(P, *([1] * (z0.ndim - 1)), -1))
-                out = rest_fn(rest_params, z) if plan["rest"] is not None else z
+
+                def first_layer(Cs: Tensor, z0: Tensor = z0, zs: Tensor = zs) -> Tensor:
+                    q = Cs.shape[0]
+                    z = torch.addmm(z0.reshape(1, -1), Cs, zs.reshape(self.k, -1)).reshape(q, *z0.shape)
+                    if db is not None:
+                        bias = Cs @ db  # (q, out)
+                        z = z + (bias[:, None, :, None, None] if conv else bias.reshape(q, *([1] * (z0.ndim - 1)), -1))
+                    return z
+
+                out = first_layer(C) if plan["rest"] is None else rest_fn(rest_params, first_layer(C))
             else:
                 out = full_fn(params, Xb)
             loss += w * crit(out, yb).double().cpu()

@@ -78,6 +78,7 @@ def _centre(surface):
         lambda: MLP((64,), 10, width=12, depth=2, activation="relu", batchnorm=True),
         lambda: SmallCNN((1, 8, 8), 10, channels=3),
         lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 7), nn.Softplus(), nn.Dropout(0.5), nn.Linear(7, 10)),
+        lambda: nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(192, 10)),
     ],
 )
 def test_batched_points_equal_per_point_losses(make):
@@ -89,7 +90,7 @@ def test_batched_points_equal_per_point_losses(make):
             mod.running_var.uniform_(0.5, 2.0)
             mod.weight.data.uniform_(0.5, 1.5)
     X, y = _digits(90)
-    if isinstance(model, SmallCNN):
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
         X = X.reshape(-1, 1, 8, 8)
     f = LossFunction(model, X, y, batch_size=40)
     d1, d2 = random_plane(f.params0, seed=2, ignore_1d=False)
