@@ -13,7 +13,7 @@ matmul peak measured in the same run (best of repeated 2048x2048 ``torch.mm``). 
 efficiency >= 40% of peak. The efficiency verdict uses CPU time (``time.process_time``, summed over
 threads) for both ours and the peak: on a machine shared with other processes a short best-of-5 matmul
 burst catches idle moments that a several-second surface cannot, so wall-clock efficiency is printed
-for information only. Ours is best of ``repeats``; the reference loop runs once.
+for information only. Ours is best of two runs; the reference loop runs once.
 
 Threads: 1 by default. On a machine shared with other processes, OpenMP worker threads spin while they
 wait, which inflates CPU time and makes both timings depend on the neighbours; with one thread the
@@ -89,7 +89,7 @@ def mlp_flops_per_point(model: nn.Module, n: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="21x21 grid, one repeat")
+    ap.add_argument("--quick", action="store_true", help="21x21 grid")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: CPU-time measurements stay meaningful on a shared machine, "
                          "where idle OpenMP threads spin; 0 = torch's choice)")
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     grid = 21 if args.quick else 41
-    repeats = 1 if args.quick else 2
+    repeats = 2
     model, source = _model()
     data = load_dataset("digits")
     X = torch.cat([data.train[0], data.test[0]])
