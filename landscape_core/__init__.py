@@ -1,7 +1,17 @@
 """Landscape Explorer's engine: loss-landscape geometry and optimization dynamics in pure PyTorch.
 
-Never imports streamlit. The public API, grouped by concept:
+Never imports streamlit. The curated public API is below, grouped by concept; names outside the
+core are imported lazily on first use, so ``import landscape_core`` stays cheap.
+
+Example:
+    >>> import landscape_core as lc
+    >>> run = lc.load_run("checkpoints/digits-sam")
+    >>> lc.analyze_hessian(run, top_k=3, samples=256).eigenvalues      # doctest: +SKIP
 """
+
+from __future__ import annotations
+
+import importlib
 
 from .data import DATASETS, DataBundle, DataError, DatasetSpec, analysis_subset, load_dataset
 from .functional import LossFunction, loss_function_for_run
@@ -13,6 +23,7 @@ from .runs import (
     RunInfo,
     checkpoints_dir,
     delete_run,
+    export_zip,
     list_runs,
     load_run,
     rename_run,
@@ -20,14 +31,62 @@ from .runs import (
     workspace_dir,
 )
 
+_LAZY: dict[str, tuple[str, ...]] = {
+    # training
+    "sam": ("SAM",),
+    "optimizers": ("make_optimizer", "make_schedule"),
+    "training": ("TrainConfig", "TrainResult", "train", "compare"),
+    # curvature: operators and estimators (estimators take an operator, never a model)
+    "hessian": ("hessian_operator", "HessianOperator", "DenseOperator", "DiagonalOperator", "check_deterministic"),
+    # (the function ``lanczos`` is exported as ``lanczos_eigs``: the submodule shares its name)
+    "lanczos": ("lanczos_eigs", "EigenResult", "condition_number"),
+    "power": ("power_iteration",),
+    "trace": ("hutchinson", "hutchinson_to_stderr", "hutchpp", "TraceResult"),
+    "density": ("slq_density", "DensityResult"),
+    "exact": ("dense_hessian", "exact_spectrum"),
+    "curvature": ("analyze_hessian", "CurvatureResult"),
+    "sharpness": ("SharpnessTracker",),
+    "cost": ("estimate_cost", "CostEstimate"),
+    # landscape
+    "directions": ("random_direction", "random_plane", "normalize_direction", "pca_directions",
+                   "hessian_directions", "gradient_direction", "line_through", "plane_through", "DirectionSet"),
+    "surface": ("surface_1d", "surface_2d", "progressive_surface_2d", "compute_surface", "Surface", "SurfaceResult"),
+    "trajectory": ("project_trajectory", "TrajectoryProjection"),
+    "export": ("save_npz", "load_npz", "save_vtp"),
+    "connectivity": ("linear_path", "bezier_curve", "connect_runs", "PathResult", "ConnectivityResult"),
+    "flatness": ("perturbation_profile", "epsilon_sharpness", "adaptive_sharpness", "basin_radius",
+                 "flatness_summary", "invariance_demo", "rescale_function_preserving"),
+    "noise": ("gradient_noise_scale", "noise_vs_batch_size", "NoiseResult"),
+    "parallel": ("parallel_map", "disk_cache", "clear_cache"),
+    # uploads, experiments, reports
+    "uploads": ("import_upload", "inspect_upload", "UploadError"),
+    "sweep": ("SweepSpec", "run_sweep", "load_sweep", "SweepResult"),
+    "presets": ("run_preset", "PresetResult"),
+    "report": ("write_report", "report_html"),
+    "stats": ("kendall_tau", "correlation_table"),
+}
+_ALIASES = {"lanczos_eigs": "lanczos"}
+_WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'landscape_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), _ALIASES.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
+
 __all__ = [
-    # data
     "DATASETS", "DataBundle", "DataError", "DatasetSpec", "analysis_subset", "load_dataset",
-    # models
     "MODELS", "build_model", "count_parameters", "has_batchnorm", "model_spec",
-    # parameters and loss closures
     "Params", "model_hash", "weights_hash", "LossFunction", "loss_function_for_run",
-    # runs
-    "Run", "RunError", "RunInfo", "checkpoints_dir", "delete_run", "list_runs", "load_run",
+    "Run", "RunError", "RunInfo", "checkpoints_dir", "delete_run", "export_zip", "list_runs", "load_run",
     "rename_run", "save_run", "workspace_dir",
+    *sorted(_WHERE),
 ]
