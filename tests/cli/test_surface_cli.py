@@ -25,10 +25,9 @@ def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture(scope="module")
-def run_path(tmp_path_factory):
+def _make_run(folder, seed=0):
     spec = model_spec("mlp", (64,), 10, width=8, depth=1)
-    m = build_model(spec, seed=0)
+    m = build_model(spec, seed=seed)
     X, y = load_dataset("digits").train
     opt = torch.optim.SGD(m.parameters(), lr=0.3)
     snaps = {n: [] for n, _ in m.named_parameters()}
@@ -40,7 +39,12 @@ def run_path(tmp_path_factory):
             snaps[n].append(p.detach().clone())
     traj = ({n: torch.stack(v) for n, v in snaps.items()}, torch.arange(6))
     meta = {"model": spec, "dataset": DatasetSpec("digits").to_dict()}
-    return save_run(tmp_path_factory.mktemp("runs") / "tiny", m.eval(), meta, traj)
+    return save_run(folder, m.eval(), meta, traj)
+
+
+@pytest.fixture(scope="module")
+def run_path(tmp_path_factory):
+    return _make_run(tmp_path_factory.mktemp("runs") / "tiny")
 
 
 def _json(capsys, argv):
@@ -85,6 +89,19 @@ def test_surface_1d_pca_test_split_and_settings(capsys, run_path):
     assert d["directions"]["kind"] == "pca" and len(d["directions"]["explained_variance"]) == 1
     assert d["samples"] == len(run.test_data[1])
     assert 0 <= d["trajectory_max_relative_residual"] <= 1
+
+
+def test_line_through_two_runs(capsys, run_path, tmp_path):
+    other = _make_run(tmp_path / "other", seed=1)
+    d = _json(capsys, ["surface", str(run_path), "--dims", "1", "--through", str(other), "--grid", "9",
+                       "--samples", "64", "--json"])
+    assert d["directions"]["kind"] == "runs"
+    assert [p["run"] for p in d["run_points"]] == ["tiny", "other"]
+    assert [p["coords"] for p in d["run_points"]] == [[0.0], [1.0]]
+    lo, hi = d["alpha_range"]
+    assert lo < 0.0 and hi > 1.0  # both runs inside the plotted range
+    ref = loss_function_for_run(load_run(run_path), samples=64).evaluate()[0]
+    assert d["center_loss"] == pytest.approx(ref, rel=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -326,3 +326,19 @@ def test_vtp_is_valid_polydata_with_round_tripping_values(tmp_path, encoding):
     assert conn.min() == 0 and conn.max() == 23 and offs[-1] == len(conn) == 90
     with pytest.raises(ValueError, match="2-D"):
         save_vtp(_small_line(), tmp_path / "one.vtp")
+
+
+def test_progress_is_reported_and_reaches_one():
+    X, y = _digits(60)
+    f = LossFunction(MLP((64,), 10, width=6, depth=1), X, y)
+    d1, d2 = random_plane(f.params0, seed=1)
+    seen: list[float] = []
+    surface_2d(f, d1, d2, grid=9, progress=lambda frac, msg: seen.append(frac))
+    assert len(seen) >= 2 and seen[-1] == pytest.approx(1.0)
+    assert all(b >= a for a, b in zip(seen, seen[1:]))
+
+
+def test_load_npz_rejects_other_files(tmp_path):
+    np.savez(tmp_path / "other.npz", x=np.arange(3))
+    with pytest.raises(ValueError, match="surface file"):
+        load_npz(tmp_path / "other.npz")
