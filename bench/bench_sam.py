@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    steps, repeats, warmup = (40, 5, 10) if args.quick else (100, 9, 30)
+    steps, repeats, warmup = (30, 7, 10) if args.quick else (50, 15, 30)
 
     X, y = load_dataset("digits").train
     g = torch.Generator().manual_seed(0)

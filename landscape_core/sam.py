@@ -22,6 +22,7 @@ wrap it in :func:`bn_stats_frozen` (the training loop does), so the statistics m
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +31,31 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 _EPS = 1e-12  # guards the division by ||T g|| when the gradient vanishes
+
+
+class _FlatBuffers:
+    """Flat work vectors for one parameter group, with per-parameter views into them.
+
+    ``w``: exact copy of the weights before the ascent; ``g``: the gradient (ASAM: ``T g``); ``e``: ASAM
+    work space (``T``, then ``T T g``). Allocated once, reused every step.
+    """
+
+    def __init__(self, params: list[Tensor]) -> None:
+        self.params = list(params)
+        n = sum(p.numel() for p in params)
+        p0 = params[0]
+        self.w, self.g, self.e = (torch.empty(n, dtype=p0.dtype, device=p0.device) for _ in range(3))
+        self.w_views, self.g_views, self.e_views = (self._views(v) for v in (self.w, self.g, self.e))
+
+    def _views(self, flat: Tensor) -> list[Tensor]:
+        out, i = [], 0
+        for p in self.params:
+            out.append(flat[i : i + p.numel()].view(p.shape))
+            i += p.numel()
+        return out
+
+    def matches(self, params: list[Tensor]) -> bool:
+        return len(params) == len(self.params) and all(a is b for a, b in zip(params, self.params))
 
 
 class SAM(Optimizer):
@@ -74,20 +100,22 @@ class SAM(Optimizer):
         self.defaults.update(self.base_optimizer.defaults)
         self._perturbed = False
         self._saved: list[tuple[list[Tensor], list[Tensor]]] = []  # (moved params, their old values)
-        self._buffers: dict[int, tuple[list[Tensor], list[Tensor]]] = {}
+        self._buffers: dict[int, _FlatBuffers] = {}
 
     @property
     def perturbs(self) -> bool:
         """Whether a step perturbs the weights at all (some group has ``rho > 0``)."""
         return any(g["rho"] > 0 for g in self.param_groups)
 
-    def _old_buffers(self, index: int, params: list[Tensor]) -> list[Tensor]:
-        """Buffers for the exact copy of ``w`` of group ``index``, allocated once and reused every step."""
+    def _flat_buffers(self, index: int, params: list[Tensor]) -> _FlatBuffers | None:
+        """Flat work buffers of group ``index`` (reused every step); ``None`` for mixed dtypes/devices."""
         cached = self._buffers.get(index)
-        if cached is None or len(cached[0]) != len(params) or any(a is not b for a, b in zip(cached[0], params)):
-            cached = (list(params), [torch.empty_like(p) for p in params])
-            self._buffers[index] = cached
-        return cached[1]
+        if cached is not None and cached.matches(params):
+            return cached
+        if len({(p.dtype, p.device) for p in params}) != 1:
+            return None
+        self._buffers[index] = _FlatBuffers(params)
+        return self._buffers[index]
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
@@ -98,35 +126,49 @@ class SAM(Optimizer):
             if zero_grad:
                 self.zero_grad()
             return
-        per_group: list[tuple[list[Tensor], list[Tensor] | None, list[Tensor]] | None] = []
-        norms: list[Tensor] = []
-        for group in self.param_groups:
+        work: list[tuple[dict, list[Tensor], _FlatBuffers | None, list[Tensor] | None]] = []
+        squares: list[float] = []
+        for index, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
-                per_group.append(None)
                 continue
-            tg = [p.grad for p in params]
-            t = None
-            if group["adaptive"]:  # T = |w| + eta, taken before the move
-                t = torch._foreach_abs(params)
-                torch._foreach_add_(t, group["eta"])
-                tg = torch._foreach_mul(t, tg)
-            per_group.append((params, t, tg))
-            norms.extend(torch._foreach_norm(tg))
-        gnorm = float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0  # ||T g||, all groups
-        for index, (group, item) in enumerate(zip(self.param_groups, per_group)):
-            if item is None or group["rho"] == 0:
+            buf = self._flat_buffers(index, params)
+            if buf is not None:  # one flat copy of w and of T g: few kernel launches for many tensors
+                torch._foreach_copy_(buf.w_views, params)  # exact copy of w
+                torch._foreach_copy_(buf.g_views, [p.grad for p in params])
+                if group["adaptive"]:
+                    torch.abs(buf.w, out=buf.e).add_(group["eta"])  # T = |w| + eta
+                    buf.g.mul_(buf.e)  # T g
+                squares.append(float(torch.dot(buf.g, buf.g)))
+                work.append((group, params, buf, None))
+            else:  # mixed dtypes / devices: per-tensor path
+                old = [p.detach().clone() for p in params]
+                tg = [p.grad for p in params]
+                t = None
+                if group["adaptive"]:
+                    t = torch._foreach_abs(params)
+                    torch._foreach_add_(t, group["eta"])
+                    tg = torch._foreach_mul(t, tg)
+                squares.extend(float(n) ** 2 for n in torch._foreach_norm(tg))
+                if t is not None:
+                    torch._foreach_mul_(t, tg)  # T (T g)
+                work.append((group, params, None, [old, t if t is not None else tg]))
+        gnorm = math.sqrt(sum(squares))
+        for group, params, buf, slow in work:  # ||T g|| is global over all groups
+            if group["rho"] == 0:
                 continue
-            params, t, tg = item
-            old = self._old_buffers(index, params)
-            torch._foreach_copy_(old, params)
             scale = group["rho"] / (gnorm + _EPS)
-            if t is not None:  # ASAM: e = rho * T (T g) / ||T g||
-                torch._foreach_mul_(t, tg)
-                torch._foreach_add_(params, t, alpha=scale)
-            else:  # SAM: e = rho * g / ||g||
-                torch._foreach_add_(params, tg, alpha=scale)
-            self._saved.append((params, old))
+            if buf is not None:
+                if group["adaptive"]:  # e = rho * T (T g) / ||T g||
+                    buf.e.mul_(buf.g)
+                    torch._foreach_add_(params, buf.e_views, alpha=scale)
+                else:  # e = rho * g / ||g||
+                    torch._foreach_add_(params, buf.g_views, alpha=scale)
+                self._saved.append((params, buf.w_views))
+            else:
+                old, direction = slow
+                torch._foreach_add_(params, direction, alpha=scale)
+                self._saved.append((params, old))
         self._perturbed = True
         if zero_grad:
             self.zero_grad()

@@ -259,3 +259,24 @@ def test_state_dict_round_trip_resumes_identically():
         o2.step(closure_for(m2))
     for p1, p2 in zip(m1.parameters(), m2.parameters()):
         assert torch.equal(p1, p2)  # momentum buffers came along
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_mixed_dtype_group_takes_the_per_tensor_path_with_the_same_formula(adaptive):
+    a = nn.Parameter(torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64))
+    b = nn.Parameter(torch.tensor([[1.5, -0.25]], dtype=torch.float32))
+    ga = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    gb = torch.tensor([[0.4, 0.05]], dtype=torch.float32)
+    a.grad, b.grad = ga.clone(), gb.clone()
+    old_a, old_b = a.detach().clone(), b.detach().clone()
+    opt = SAM([a, b], torch.optim.SGD, rho=0.2, adaptive=adaptive, eta=0.01, lr=0.1)
+    opt.first_step()
+    ta = old_a.abs() + 0.01 if adaptive else torch.ones(3, dtype=torch.float64)
+    tb = (old_b.abs() + 0.01 if adaptive else torch.ones(1, 2)).double()
+    norm = torch.sqrt(((ta * ga) ** 2).sum() + ((tb * gb.double()) ** 2).sum())
+    # float32 part of the norm limits the agreement to float32 precision
+    torch.testing.assert_close(a.detach() - old_a, 0.2 * ta * ta * ga / norm, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close((b.detach() - old_b).double(), 0.2 * tb * tb * gb.double() / norm,
+                               rtol=1e-5, atol=1e-7)
+    opt.second_step()
+    assert torch.equal(a.detach(), old_a - 0.1 * ga) and torch.allclose(b.detach(), old_b - 0.1 * gb)
