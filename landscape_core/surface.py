@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -152,7 +153,7 @@ class BatchedEvaluator:
             if self.plan["ops"] is not None and isinstance(self.plan["layer"], nn.Linear):
                 # MLP fast path: few points per chunk and ~1M-entry activation blocks keep data in cache
                 self.chunk = min(self.chunk, 16)
-        self._buffers: dict[tuple, Tensor] = {}
+        self._buffers: dict[int, dict[tuple, Tensor]] = {}
         self.k_align = 1  # pad the matmuls' inner dimension to a multiple of this (1: no padding)
 
     # -- plan for chain models with a Linear/Conv first layer --
@@ -238,16 +239,40 @@ class BatchedEvaluator:
         M = C_all.shape[0]
         loss = torch.zeros(M, dtype=torch.float64)
         correct = torch.zeros(M, dtype=torch.float64)
-        for s in range(0, M, self.chunk):
-            C = C_all[s : s + self.chunk].to(self.loss_fn.device, self.loss_fn.dtype)
-            lo, co = self._chunk(C)
-            loss[s : s + len(C)] = lo
-            correct[s : s + len(C)] = co
+        starts = list(range(0, M, self.chunk))
+
+        def run(s: int) -> None:
+            with torch.inference_mode():
+                C = C_all[s : s + self.chunk].to(self.loss_fn.device, self.loss_fn.dtype)
+                lo, co = self._chunk(C)
+                loss[s : s + len(C)] = lo
+                correct[s : s + len(C)] = co
+
+        threads = torch.get_num_threads()
+        if self._mlp_fast and self.loss_fn.device.type == "cpu" and threads > 1 and len(starts) > 1:
+            # The MLP path's ops are small (cache-sized blocks): OpenMP inside each op mostly waits at
+            # barriers, badly so on busy machines. Run whole chunks on parallel Python threads instead
+            # (torch releases the GIL), each single-threaded, and restore the setting afterwards.
+            from concurrent.futures import ThreadPoolExecutor
+
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
+                    list(pool.map(run, starts))
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            for s in starts:
+                run(s)
         acc = (correct / self.loss_fn.n).numpy() if self.is_ce else np.full(M, np.nan)
         return loss.numpy(), acc
 
+    @property
+    def _mlp_fast(self) -> bool:
+        return self.plan is not None and self.plan["ops"] is not None and type(self.plan["layer"]) is nn.Linear
+
     def _chunk(self, C: Tensor) -> tuple[Tensor, Tensor]:
-        if self.plan is not None and self.plan["ops"] is not None and self.plan["layer"].__class__ is nn.Linear:
+        if self._mlp_fast:
             return self._chunk_linear_chain(C)
         P = C.shape[0]
         loss = torch.zeros(P, dtype=torch.float64)
@@ -363,7 +388,7 @@ class BatchedEvaluator:
         block = max(8, int(self.block_elems // (P * width)))
         crit = None if self.is_ce else vmap(self._criterion, in_dims=(0, None))
         # work buffers are kept across blocks and chunks: fresh multi-MB tensors cost page faults every time
-        buffers = self._buffers
+        buffers = self._buffers.setdefault(threading.get_ident(), {})  # one set per worker thread
 
         def ones_buffer(n: int, F: int, slot: int) -> Tensor:
             key = ("ones", P, n, F, slot)
