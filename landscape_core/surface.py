@@ -32,6 +32,7 @@ the second direction (the y axis), columns the first (the x axis), as plotting l
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -94,6 +95,38 @@ def _dry_run_max_activation(model: nn.Module, params: Mapping[str, Tensor], buff
         for h in hooks:
             h.remove()
     return max(sizes)
+
+
+class _IntraOpThreads:
+    """Process-wide ``torch.set_num_threads(1)`` while any evaluation needs it (re-entrant, thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = 1
+
+    def configured(self) -> int:
+        """The thread count the user configured (not our temporary 1)."""
+        with self._lock:
+            return self._saved if self._depth else torch.get_num_threads()
+
+    @contextlib.contextmanager
+    def single(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                self._saved = torch.get_num_threads()
+                torch.set_num_threads(1)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    torch.set_num_threads(self._saved)
+
+
+_INTRA_OP = _IntraOpThreads()
 
 
 def _has_conv(model: nn.Module) -> bool:
@@ -248,19 +281,16 @@ class BatchedEvaluator:
                 loss[s : s + len(C)] = lo
                 correct[s : s + len(C)] = co
 
-        threads = torch.get_num_threads()
+        threads = _INTRA_OP.configured()
         if self._mlp_fast and self.loss_fn.device.type == "cpu" and threads > 1 and len(starts) > 1:
             # The MLP path's ops are small (cache-sized blocks): OpenMP inside each op mostly waits at
             # barriers, badly so on busy machines. Run whole chunks on parallel Python threads instead
             # (torch releases the GIL), each single-threaded, and restore the setting afterwards.
             from concurrent.futures import ThreadPoolExecutor
 
-            torch.set_num_threads(1)
-            try:
+            with _INTRA_OP.single():
                 with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
                     list(pool.map(run, starts))
-            finally:
-                torch.set_num_threads(threads)
         else:
             for s in starts:
                 run(s)

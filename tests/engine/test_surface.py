@@ -342,3 +342,29 @@ def test_load_npz_rejects_other_files(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.arange(3))
     with pytest.raises(ValueError, match="surface file"):
         load_npz(tmp_path / "other.npz")
+
+
+def test_concurrent_surfaces_agree_and_thread_setting_is_restored():
+    import threading
+
+    X, y = _digits(200)
+    f = LossFunction(MLP((64,), 10, width=16, depth=2, activation="tanh"), X, y)
+    d1, d2 = random_plane(f.params0, seed=0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ref = surface_2d(f, d1, d2, grid=9).loss
+        out: list[np.ndarray] = []
+        workers = [threading.Thread(target=lambda: out.append(surface_2d(f, d1, d2, grid=9).loss)) for _ in range(3)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert len(out) == 3
+    for loss in out:
+        np.testing.assert_array_equal(loss, ref)
+    one = np.array([f.evaluate(lincomb(f.params0, [(a, d1), (b, d2)]))[0] for a, b in [(-1, -1), (1, 1)]])
+    np.testing.assert_allclose([ref[0, 0], ref[-1, -1]], one, rtol=1e-5)
