@@ -547,8 +547,12 @@ def evaluate_points(
         return np.zeros(0), np.zeros(0)
     if n_jobs == 1 and scheduler is None:
         ev = BatchedEvaluator(loss_fn, origin, directions, memory_budget=memory_budget)
-        step = chunk or ev.chunk
-        step = max(1, min(step, math.ceil(M / 8))) if progress is not None and chunk is None else step
+        if chunk is not None:
+            step = chunk
+        elif progress is None:
+            step = M  # one call: the evaluator chunks (and parallelises) internally
+        else:  # ~20 progress updates, each large enough to keep the evaluator's threads busy
+            step = max(ev.chunk * max(1, _INTRA_OP.configured()), math.ceil(M / 20))
         parts_l, parts_a = [], []
         for s in range(0, M, step):
             lo, ac = ev(coords[s : s + step])
