@@ -11,7 +11,8 @@ from pathlib import Path
 from .common import CLIError, add_json_flag
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
-_LINE = re.compile(r"^(?P<name>[^:]+): .*ratio=(?P<ratio>[-+0-9.eE]+|nan|inf).*?(?P<verdict>PASS|MISS)?\s*$")
+_LINE = re.compile(r"^(?P<name>[^:]+): .*ratio=(?P<ratio>[-+0-9.eE]+|nan|inf)")
+_VERDICT = re.compile(r"\b(PASS|MISS)\]?\s*$")
 
 
 def available() -> list[str]:
@@ -24,7 +25,9 @@ def parse_lines(text: str) -> list[dict]:
     for line in text.splitlines():
         m = _LINE.match(line.strip())
         if m:
-            out.append({"line": line.strip(), "workload": m["name"], "ratio": float(m["ratio"]), "verdict": m["verdict"]})
+            v = _VERDICT.search(line)
+            out.append({"line": line.strip(), "workload": m["name"], "ratio": float(m["ratio"]),
+                        "verdict": v.group(1) if v else None})
     return out
 
 

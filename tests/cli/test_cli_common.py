@@ -32,3 +32,7 @@ def test_parse_bench_lines():
     (row,) = parse_lines(text)
     assert row["ratio"] == 1.85 and row["verdict"] == "PASS" and row["workload"] == "sam_step/sgd_step"
     assert json.dumps(row)
+    (missed,) = parse_lines("asam_step/sgd_step: ours=2.2e-3s reference=1e-3s ratio=2.218 target<=2.1 [MISS]")
+    assert missed["verdict"] == "MISS" and missed["ratio"] == 2.218
+    (info,) = parse_lines("hvp mode: ours=1s reference=2s ratio=0.5")
+    assert info["verdict"] is None
