@@ -22,6 +22,8 @@ def _grid(text: str) -> int:
     n = positive_int(text)
     if n < 2:
         raise argparse.ArgumentTypeError(f"grid must be >= 2 points, got {n}")
+    if n > 1001:  # checked here, before any progress bar opens, so the error is the only stderr line
+        raise argparse.ArgumentTypeError(f"grid must be at most 1001 points per axis, got {n}")
     return n
 
 
