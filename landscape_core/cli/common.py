@@ -31,6 +31,18 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def resolve_run(name: str):
+    """A ``RUN`` argument: a run folder path, else ``checkpoints/RUN``, else ``<workspace>/RUN``."""
+    from pathlib import Path
+
+    from ..runs import checkpoints_dir, workspace_dir
+
+    for p in (Path(name), checkpoints_dir() / name, workspace_dir() / name):
+        if p.is_dir() and (p / "run.json").is_file():
+            return p
+    raise CLIError(f"no run named {name!r} (looked for a folder, checkpoints/{name} and the workspace)")
+
+
 def add_json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 

@@ -36,9 +36,9 @@ def fraction_progress(desc: str) -> tuple[Callable[[float, str], None], Callable
 def load_named_run(name: str, device: str = "cpu"):
     """RUN as a folder, else ``checkpoints/<RUN>``, else ``<workspace>/<RUN>``, loaded."""
     from ..runs import load_run
-    from .surface import resolve_run_path
+    from .common import resolve_run
 
-    return load_run(resolve_run_path(name), device=resolve_device(device))
+    return load_run(resolve_run(name), device=resolve_device(device))
 
 
 def _points(text: str) -> int:

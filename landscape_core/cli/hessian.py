@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from .common import CLIError, add_device_flag, add_json_flag, positive_int, resolve_device, samples_arg
-
-
-def resolve_run(name: str) -> Path:
-    """A run folder path if it exists, else ``checkpoints/NAME``, else ``workspace/NAME``."""
-    from ..runs import checkpoints_dir, workspace_dir
-
-    for p in (Path(name), checkpoints_dir() / name, workspace_dir() / name):
-        if (p / "run.json").is_file():
-            return p
-    raise CLIError(f"no run named {name!r} (looked for a folder, checkpoints/{name} and the workspace)")
+from .common import (
+    CLIError,
+    add_device_flag,
+    add_json_flag,
+    positive_int,
+    resolve_device,
+    resolve_run,
+    samples_arg,
+)
 
 
 def _seed(text: str) -> int:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from .common import CLIError, add_json_flag, positive_float, positive_int, samples_arg, tqdm_progress
-
-
-def resolve_run_path(name: str) -> Path:
-    """RUN as a path, else ``checkpoints/<RUN>``, else ``<workspace>/<RUN>``."""
-    from ..runs import checkpoints_dir, workspace_dir
-
-    for p in (Path(name), checkpoints_dir() / name, workspace_dir() / name):
-        if p.is_dir() and (p / "run.json").is_file():
-            return p
-    raise CLIError(f"no run {name!r} (looked for a folder, checkpoints/{name}, workspace/{name})")
+from .common import (
+    CLIError,
+    add_json_flag,
+    positive_float,
+    positive_int,
+    resolve_run,
+    samples_arg,
+    tqdm_progress,
+)
 
 
 def _grid(text: str) -> int:
@@ -63,12 +60,12 @@ def run_surface(args: argparse.Namespace) -> dict:
         raise CLIError(f"--n-jobs must be >= 1 or -1, got {args.n_jobs}")
     if args.vtp and args.dims != 2:
         raise CLIError("--vtp needs a 2-D surface (--dims 2)")
-    run = load_run(resolve_run_path(args.run))
+    run = load_run(resolve_run(args.run))
     directions: object = args.directions
     if args.through:
         if len(args.through) != args.dims:
             raise CLIError(f"--through needs {args.dims} run(s) for --dims {args.dims}, got {len(args.through)}")
-        directions = ("runs", [load_run(resolve_run_path(r)) for r in args.through])
+        directions = ("runs", [load_run(resolve_run(r)) for r in args.through])
     total = args.grid**args.dims
     update, close = tqdm_progress(100, f"surface {args.grid}^{args.dims}")
     done = [0]
