@@ -166,8 +166,6 @@ def test_cli_unknown_dataset_and_command(capsys):
 M = "moons-tiny"
 CMP = ["compare", "--dataset", "moons", "--n-samples", "80", "--width", "4", "--depth", "1", "--epochs", "1",
        "--snapshots", "0", "--no-save"]
-_PROGRESS_BEFORE_ERROR = {
-}
 CLI_CASES = {
     "compare-lr-0": ([*CMP, "--lr", "0"], "lr must be > 0"),
     "compare-lr-neg": ([*CMP, "--lr", "-1"], "lr must be > 0"),
@@ -231,11 +229,7 @@ def test_cli_analysis_bad_settings_exit_2_with_an_error_line(capsys, case):
     assert sum(ln.startswith("error: ") for ln in lines) == 1
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=_PROGRESS_BEFORE_ERROR[c]))
-    if c in _PROGRESS_BEFORE_ERROR else c
-    for c in sorted(CLI_CASES)
-])
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
 def test_cli_analysis_bad_settings_stderr_is_exactly_one_line(capsys, case):
     """Validation happens before any progress output, so stderr holds only the error line."""
     code, err = _cli(capsys, CLI_CASES[case][0])
