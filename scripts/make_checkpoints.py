@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     if total > MAX_BYTES:
         print(f"error: checkpoints take {total} bytes, more than the 5 MB budget", file=sys.stderr)
         return 1
-    return 0
+    from make_demo_cache import main as make_demo_cache  # the home page's analyses, shipped with the runs
+
+    return make_demo_cache(["--checkpoints", str(out)])
 
 
 if __name__ == "__main__":

@@ -110,3 +110,50 @@ def test_no_runs_guides_the_user(app_test, empty_checkpoints):
     assert any("Train" in i.value for i in at.info)
     assert not at.get("plotly_chart")
     json.dumps(at.session_state["presentation"])
+
+
+def _demo_row(name: str, weights_hash: str | None = None) -> dict:
+    path = checkpoints_dir() / name
+    return {"name": name, "path": str(path), "weights_hash": weights_hash or read_meta(path)["weights_hash"]}
+
+
+def test_shipped_analyses_equal_a_fresh_computation():
+    from landscape_core.curvature import analyze_hessian
+    from landscape_core.runs import load_run
+    from ui.analysis import compute_surface_dict
+    from ui.home_ui import CURVATURE, SURFACE, shipped_analysis
+
+    for name in DEMO:
+        row = _demo_row(name)
+        surf = shipped_analysis("surface", row, SURFACE)
+        hess = shipped_analysis("hessian", row, CURVATURE)
+        assert surf is not None and hess is not None, f"{name}: no shipped entry for its weights hash"
+        fresh = compute_surface_dict(row["path"], dict(SURFACE))
+        np.testing.assert_allclose(surf["center_loss"], fresh["center_loss"], rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(surf["loss"]), np.asarray(fresh["loss"]), rtol=1e-5, atol=1e-7)
+        h = analyze_hessian(load_run(row["path"]), **CURVATURE).to_dict()
+        np.testing.assert_allclose(hess["eigenvalues"], h["eigenvalues"], rtol=1e-5)
+        np.testing.assert_allclose(hess["trace"]["mean"], h["trace"]["mean"], rtol=1e-5)
+    # settings that differ in any value are not served from the shipped file
+    assert shipped_analysis("surface", _demo_row(DEMO[0]), {**SURFACE, "grid": 11}) is None
+
+
+def test_hash_mismatch_falls_back_to_computing(monkeypatch):
+    import ui.analysis as analysis
+    from ui.home_ui import demo_results
+
+    calls = []
+
+    def fake(kind):
+        def f(path, weights_hash, **settings):
+            calls.append((kind, path, weights_hash))
+            return {"kind": kind}
+        return f
+
+    monkeypatch.setattr(analysis, "cached_surface", fake("surface"))
+    monkeypatch.setattr(analysis, "cached_hessian", fake("hessian"))
+    hit = demo_results([_demo_row(DEMO[0])])
+    assert calls == [] and hit[0]["surface"]["center_loss"] > 0  # shipped: nothing computed
+    miss = demo_results([_demo_row(DEMO[0], weights_hash="0" * 64)])
+    assert [c[0] for c in calls] == ["surface", "hessian"] and all(c[2] == "0" * 64 for c in calls)
+    assert miss[0]["surface"] == {"kind": "surface"} and miss[0]["hessian"] == {"kind": "hessian"}
