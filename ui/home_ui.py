@@ -151,8 +151,12 @@ def _demo_figure(hashes: tuple[str, ...], kind: str, log: bool, height: int, _re
     then only re-sends a ready figure (never mutated: ``st.plotly_chart`` serialises it)."""
     from .figures import surfaces_side_by_side
 
-    return surfaces_side_by_side([(label(x["row"]), x["surface"]) for x in _results], kind=kind, log=log,
-                                 height=height)
+    fig = surfaces_side_by_side([(label(x["row"]), x["surface"]) for x in _results], kind=kind, log=log,
+                                height=height)
+    # filled bands instead of a per-pixel interpolated heatmap under the contour lines: the browser then
+    # draws three panels of SVG paths, not three full-resolution images, on every view change
+    fig.update_traces(contours_coloring="fill", selector={"type": "contour"})
+    return fig
 
 
 def _step(delta: int) -> None:
