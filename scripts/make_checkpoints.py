@@ -96,9 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     if total > MAX_BYTES:
         print(f"error: checkpoints take {total} bytes, more than the 5 MB budget", file=sys.stderr)
         return 1
-    from make_demo_cache import main as make_demo_cache  # the home page's analyses, shipped with the runs
+    # the home page's analyses, shipped with the runs (scripts/make_demo_cache.py, loaded by file path)
+    import importlib.util
 
-    return make_demo_cache(["--checkpoints", str(out)])
+    spec = importlib.util.spec_from_file_location("make_demo_cache", Path(__file__).with_name("make_demo_cache.py"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    return demo.main(["--checkpoints", str(out)])
 
 
 if __name__ == "__main__":
