@@ -90,3 +90,29 @@ def test_train_stop_saves_nothing(app_server, server_env, page):
     assert_no_exception(page)
     after = {p for p in ws.iterdir() if not p.name.startswith(".")} if ws.is_dir() else set()
     assert after == {p for p in before if not p.name.startswith(".")}
+
+
+def test_two_tabs_keep_their_own_session_state(app_server, browser):
+    """Two browser sessions on one server at once: a setting changed in one never shows in the other."""
+    tabs = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
+    try:
+        a, b = (ctx.new_page() for ctx in tabs)
+        for p in (a, b):
+            p.set_default_timeout(60_000)
+            goto(p, app_server, "/Runs", timeout=180)
+        switch = 'label:has-text("Presentation mode") input'
+        assert not a.locator(switch).is_checked() and not b.locator(switch).is_checked()
+        a.locator('label:has-text("Presentation mode")').click()  # session A only
+        wait_idle(a)
+        assert a.locator(switch).is_checked() and not b.locator(switch).is_checked()
+        for p in (a, b):  # both move to another page in-app (a new script run in each session)
+            p.locator('[data-testid="stSidebarNav"] a').filter(has_text="Guide").click()
+            wait_idle(p)
+            p.wait_for_url("**/Guide")
+        assert a.locator(switch).is_checked()
+        assert not b.locator(switch).is_checked()
+        assert_no_exception(a)
+        assert_no_exception(b)
+    finally:
+        for ctx in tabs:
+            ctx.close()

@@ -90,3 +90,19 @@ def import_worker(ws: str, data: bytes) -> str:
 
 #: Figures of the soak test, repeated in pytest's terminal summary (see conftest.py).
 SOAK_REPORT: list[str] = []
+
+
+def app_session_worker(root: str, page: str, workspace: str, active_run: str, i: int, n: int):
+    """One AppTest session in its own process (AppTest's widget registry is not thread-safe, so
+    concurrent sessions are separate processes here; real browser tabs on one server are covered in
+    tests/browser/test_app_pages.py::test_two_tabs_keep_their_own_session_state)."""
+    os.environ["LANDSCAPE_WORKSPACE"] = workspace
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(root) / page), default_timeout=120)
+    at.session_state["active_run"] = active_run
+    at.session_state[f"marker_{i}"] = i
+    at.run()
+    at.run()
+    keys = {f"marker_{j}" for j in range(n) if f"marker_{j}" in at.session_state}
+    return len(at.exception), at.session_state["active_run"], keys

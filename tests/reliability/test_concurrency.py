@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import copy
 import multiprocessing as mp
-import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
 from rel_helpers import (
+    app_session_worker,
     collide_worker,
     digits_model,
     digits_spec,
@@ -105,26 +105,14 @@ def test_app_sessions_interleaved_do_not_share_state(two_runs):
     assert a.session_state["presentation"] is False and b.session_state["presentation"] is True
 
 
-def test_app_sessions_in_threads_do_not_share_state(two_runs):
+def test_concurrent_app_sessions_do_not_share_state(two_runs, workspace):
     pages = ["pages/3_Runs.py", "app.py", "pages/3_Runs.py", "app.py"]
-    results: dict[int, tuple] = {}
-
-    def session(i: int) -> None:
-        at = AppTest.from_file(str(ROOT / pages[i]), default_timeout=120)
-        at.session_state["active_run"] = two_runs[i % 2]
-        at.session_state[f"marker_{i}"] = i
-        at.run()
-        at.run()
-        keys = {f"marker_{j}" for j in range(len(pages)) if f"marker_{j}" in at.session_state}
-        results[i] = (len(at.exception), at.session_state["active_run"], keys)
-
-    threads = [threading.Thread(target=session, args=(i,)) for i in range(len(pages))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert sorted(results) == list(range(len(pages)))
-    for i, (n_exc, active, keys) in results.items():
+    n = len(pages)
+    with _pool(n) as pool:
+        futures = [pool.submit(app_session_worker, str(ROOT), pages[i], str(workspace), two_runs[i % 2], i, n)
+                   for i in range(n)]
+        results = [f.result(timeout=300) for f in futures]
+    for i, (n_exc, active, keys) in enumerate(results):
         assert n_exc == 0, pages[i]
         assert active == two_runs[i % 2]
         assert keys == {f"marker_{i}"}

@@ -146,8 +146,10 @@ def test_sigkill_during_training_leaves_no_visible_run(workspace, tmp_path):
         from landscape_core.training import TrainConfig, train
         ws = Path(os.environ["LANDSCAPE_WORKSPACE"])
         def progress(info):
-            if info["step"] >= 20:
-                Path(os.environ["MARKER"]).write_text(str(info["step"]))
+            if info["step"] >= 20:  # atomic, so the parent never reads a half-written marker
+                tmp = Path(os.environ["MARKER"] + ".tmp")
+                tmp.write_text(str(info["step"]))
+                os.replace(tmp, os.environ["MARKER"])
         cfg = TrainConfig(dataset={"name": "moons", "n_samples": 400}, width=8, depth=1, batch_size=4,
                           epochs=10_000, snapshots=4)
         train(cfg, out_dir=ws, name="killed", progress=progress)
