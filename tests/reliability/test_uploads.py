@@ -170,7 +170,7 @@ def test_pickle_marker_control_runs_under_plain_unpickling(tmp_path):
     """Control for the test above: torch.load WITHOUT weights_only would create the marker."""
     marker = tmp_path / "PWNED"
     data = state_bytes_pt({"evil": _WritesMarker(marker)})
-    torch.load(io.BytesIO(data), weights_only=False)
+    torch.load(io.BytesIO(data), weights_only=False)  # unsafe-on-purpose: control for the RCE test
     assert marker.exists()
 
 
