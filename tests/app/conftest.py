@@ -102,3 +102,14 @@ def chart_data(at, index: int = 0) -> list[dict]:
     import json
 
     return json.loads(at.get("plotly_chart")[index].proto.spec)["data"]
+
+
+def chart_by_key(at, key: str) -> dict:
+    """The Plotly spec (``{"data", "layout"}``) of the chart whose widget key contains ``key``."""
+    import json
+
+    charts = at.get("plotly_chart")
+    for c in charts:
+        if key in (c.proto.id or ""):
+            return json.loads(c.proto.spec)
+    raise AssertionError(f"no chart {key!r}; charts: {[c.proto.id for c in charts]}")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-import torch
+from app_helpers import chart_by_key as _chart
 
 from landscape_core.exact import exact_spectrum
 from landscape_core.functional import loss_function_for_run
@@ -19,20 +17,6 @@ TINY = checkpoints_dir() / "moons-tiny"
 DIGITS = checkpoints_dir() / "digits-sgd"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """HVPs on 2 shared cores run far faster single-threaded (no OpenMP oversubscription)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _chart(at, key: str) -> dict:
-    for c in at.get("plotly_chart"):
-        if key in (c.proto.id or ""):
-            return json.loads(c.proto.spec)
-    raise AssertionError(f"no chart {key!r}; charts: {[c.proto.id for c in at.get('plotly_chart')]}")
 
 
 def _tiny_page(app_test, **state):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 import pytest
-import torch
+from app_helpers import chart_by_key as _chart
 
 from landscape_core.flatness import flatness_summary
 from landscape_core.noise import noise_vs_batch_size
@@ -20,19 +19,6 @@ TINY = checkpoints_dir() / "moons-tiny"
 DIGITS = checkpoints_dir() / "digits-sgd"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _chart(at, key: str) -> dict:
-    for c in at.get("plotly_chart"):
-        if key in (c.proto.id or ""):
-            return json.loads(c.proto.spec)
-    raise AssertionError(f"no chart {key!r}")
 
 
 def test_flatness_invariance_and_noise(app_test):
