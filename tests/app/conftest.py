@@ -18,16 +18,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-@pytest.fixture(autouse=True)
-def _isolated_dirs(tmp_path, monkeypatch):
-    """Every app test gets its own empty workspace and engine disk cache."""
-    ws, cache = tmp_path / "workspace", tmp_path / "cache"
-    ws.mkdir()
-    cache.mkdir()
-    monkeypatch.setenv("LANDSCAPE_WORKSPACE", str(ws))
-    monkeypatch.setenv("LANDSCAPE_CACHE", str(cache))
-    yield ws
-
 
 @pytest.fixture
 def workspace_dir(_isolated_dirs) -> Path:

@@ -19,17 +19,6 @@ from rel_helpers import digits_model, digits_spec  # noqa: E402
 from landscape_core.runs import save_run  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _isolated_dirs(tmp_path, monkeypatch):
-    """Every reliability test gets its own workspace and engine disk cache."""
-    ws, cache = tmp_path / "workspace", tmp_path / "cache"
-    ws.mkdir()
-    cache.mkdir()
-    monkeypatch.setenv("LANDSCAPE_WORKSPACE", str(ws))
-    monkeypatch.setenv("LANDSCAPE_CACHE", str(cache))
-    yield ws
-
-
 @pytest.fixture
 def workspace(_isolated_dirs) -> Path:
     """The test's workspace folder."""
