@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import analysis, exports, figures
 from ui.cache import list_runs_cached
-from ui.common import cost_caption, guide_link, run_picker, show_error
+from ui.common import cost_caption, guide_link, show_error
 from ui.state import init_page
 
 init_page("Loss surface", icon="🏔️")
@@ -23,14 +23,7 @@ KINDS = {
     "runs": "Through two or three runs",
 }
 
-run = run_picker()
-if run is None:
-    st.stop()
-try:
-    info = analysis.run_summary(run)
-except Exception as e:  # noqa: BLE001 - a broken run folder must not crash the page
-    show_error(e)
-    st.stop()
+run, info = analysis.picked_run()
 
 c1, c2, c3, c4 = st.columns(4)
 kind = c1.selectbox("Directions", list(KINDS), format_func=KINDS.get, key="surf_kind")

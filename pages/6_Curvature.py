@@ -5,7 +5,7 @@ during training, and, for tiny models, every estimator against the exact spectru
 import streamlit as st
 
 from ui import analysis, exports, figures
-from ui.common import cost_caption, guide_link, run_picker, show_error
+from ui.common import cost_caption, guide_link, show_error
 from ui.state import init_page
 
 init_page("Curvature", icon="🌀")
@@ -21,14 +21,7 @@ with g2:
 with g3:
     guide_link("spectral-density", "Guide: spectral density")
 
-run = run_picker()
-if run is None:
-    st.stop()
-try:
-    info = analysis.run_summary(run)
-except Exception as e:  # noqa: BLE001 - a broken run folder must not crash the page
-    show_error(e)
-    st.stop()
+run, info = analysis.picked_run()
 tiny = info["num_params"] <= 5000
 
 c1, c2, c3, c4 = st.columns(4)

@@ -4,7 +4,7 @@ surface of that plane, with each point's off-plane residual and its true loss ag
 import streamlit as st
 
 from ui import analysis, exports, figures
-from ui.common import guide_link, run_picker, show_error
+from ui.common import guide_link, show_error
 from ui.state import init_page
 
 init_page("Trajectory", icon="🧭")
@@ -14,14 +14,7 @@ st.caption("PCA of the snapshots theta_i - theta_final (Li et al. 2018, section 
            "plane is the checkpoint only if its off-plane residual is small.")
 guide_link("pca-trajectories", "Guide: what PCA trajectories show, and what they hide")
 
-run = run_picker()
-if run is None:
-    st.stop()
-try:
-    info = analysis.run_summary(run)
-except Exception as e:  # noqa: BLE001 - a broken run folder must not crash the page
-    show_error(e)
-    st.stop()
+run, info = analysis.picked_run()
 if not info["has_trajectory"]:
     st.info("This run stored no trajectory snapshots. Train with **snapshots > 0** on the Train page (the "
             "shipped digits runs have them).")

@@ -126,6 +126,22 @@ def run_meta(run_path: str) -> dict:
     return dict(load_run_cached(run_path).meta)
 
 
+def picked_run() -> tuple[str, dict]:
+    """The page's run picker and that run's summary; stops the page (guidance when there are no runs,
+    a one-line error for a broken run folder) when there is nothing to analyse."""
+    from .common import run_picker, show_error
+
+    run = run_picker()
+    if run is None:
+        st.stop()
+    try:
+        info = run_summary(run)
+    except Exception as e:  # noqa: BLE001 - a broken run folder must not crash the page
+        show_error(e)
+        st.stop()
+    return run, info
+
+
 def run_summary(run_path: str) -> dict:
     """Name, weights hash, parameter count and whether the run stored a trajectory."""
     from landscape_core.models import count_parameters
