@@ -15,13 +15,6 @@ from landscape_core.runs import load_run, read_meta, save_run
 DS = DatasetSpec(name="moons", n_samples=80, seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: intra-op threads only contend on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _save(folder, name, *, width=8, seed=0, activation="relu"):

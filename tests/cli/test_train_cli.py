@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from landscape_core.cli import main
 from landscape_core.runs import load_run
@@ -19,12 +18,6 @@ TINY = ["--dataset", "moons", "--n-samples", "200", "--noise", "0.2", "--width",
         "--activation", "tanh", "--epochs", "2", "--batch-size", "30", "--lr", "0.1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _cli(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -25,14 +25,6 @@ from landscape_core.runs import (
 from landscape_core.training import TrainConfig, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def trained():
     cfg = TrainConfig(dataset={"name": "moons", "n_samples": 160, "noise": 0.2}, width=8, depth=1,

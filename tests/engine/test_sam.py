@@ -13,15 +13,6 @@ from landscape_core.optimizers import make_optimizer, make_schedule, schedule_fa
 from landscape_core.sam import SAM, bn_stats_frozen
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin contention on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _model(seed: int = 0, bn: bool = False) -> nn.Module:
     torch.manual_seed(seed)
     layers = [nn.Linear(5, 7)] + ([nn.BatchNorm1d(7)] if bn else []) + [nn.Tanh(), nn.Linear(7, 3)]

@@ -18,13 +18,6 @@ from landscape_core.training import TrainConfig, compare, snapshot_steps, train
 MOONS = {"name": "moons", "n_samples": 200, "noise": 0.2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin contention on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _cfg(**kw) -> TrainConfig:
