@@ -549,6 +549,18 @@ class _Builder:
         self.notes.setdefault(section, []).append(msg)
         return f'<p class="note err">{_esc(msg)}</p>'
 
+    def fetch(self, run: Any, kind: str, fn: Callable[[], Any], section: str, who: str, failed: str,
+              missing: str) -> tuple[dict | None, str | None]:
+        """:meth:`analysis`, or ``(None, note)`` when it fails (``who: failed<error>``) or is absent
+        (``who: missing``): one run that cannot be analysed never sinks the report."""
+        try:
+            d = self.analysis(run, kind, fn)
+        except Exception as e:  # noqa: BLE001
+            return None, self.note(section, f"{who}: {failed}{_one_line(e)}")
+        if d is None:
+            return None, self.note(section, f"{who}: {missing}")
+        return d, None
+
     def analysis(self, run: Any, kind: str, fn: Callable[[], Any]) -> dict | None:
         """A run's analysis ``kind`` as a dict: precomputed, or computed now (``None`` if not allowed)."""
         key = (str(run.path), kind)
@@ -658,14 +670,11 @@ class _Builder:
         results = []
         for k, r in enumerate(self.runs):
             self._progress(f"surface {r.name}", k, len(self.runs))
-            try:
-                d = self.analysis(r, "surface", lambda r=r: compute_surface(
-                    r, dims=2, directions="random", grid=self.grid, span=1.0, samples=self.samples, seed=0))
-            except Exception as e:  # noqa: BLE001 - one failing run must not sink the report
-                results.append((r, None, self.note("surfaces", f"{r.name}: surface failed: {_one_line(e)}")))
-                continue
-            if d is None:
-                results.append((r, None, self.note("surfaces", f"{r.name}: no surface stored (not computed)")))
+            d, msg = self.fetch(r, "surface", lambda r=r: compute_surface(
+                r, dims=2, directions="random", grid=self.grid, span=1.0, samples=self.samples, seed=0),
+                "surfaces", r.name, "surface failed: ", "no surface stored (not computed)")
+            if msg:
+                results.append((r, None, msg))
                 continue
             if d.get("dims", 2) != 2 or d.get("betas") is None:
                 results.append((r, None, self.note("surfaces", f"{r.name}: stored surface is not 2-D")))
@@ -701,14 +710,11 @@ class _Builder:
         groups, rows, msgs = [], [], []
         for k, r in enumerate(self.runs):
             self._progress(f"Hessian {r.name}", k, len(self.runs))
-            try:
-                d = self.analysis(r, "hessian", lambda r=r: analyze_hessian(
-                    r, top_k=self.top_k, trace=True, trace_probes=30, samples=self.samples, seed=0, smallest=False))
-            except Exception as e:  # noqa: BLE001
-                msgs.append(self.note("spectra", f"{r.name}: Hessian analysis failed: {_one_line(e)}"))
-                continue
-            if d is None:
-                msgs.append(self.note("spectra", f"{r.name}: no Hessian analysis stored (not computed)"))
+            d, msg = self.fetch(r, "hessian", lambda r=r: analyze_hessian(
+                r, top_k=self.top_k, trace=True, trace_probes=30, samples=self.samples, seed=0, smallest=False),
+                "spectra", r.name, "Hessian analysis failed: ", "no Hessian analysis stored (not computed)")
+            if msg:
+                msgs.append(msg)
                 continue
             eig = list(d.get("eigenvalues") or [])
             groups.append({"name": r.name, "values": eig})
@@ -736,13 +742,11 @@ class _Builder:
         charts, rows, summary = [], [], []
         for k, r in enumerate(self.runs):
             self._progress(f"trajectory {r.name}", k, len(self.runs))
-            try:
-                d = self.analysis(r, "trajectory", lambda r=r: project_trajectory(r, samples=self.samples, seed=0))
-            except Exception as e:  # noqa: BLE001
-                charts.append(self.note("trajectories", f"{r.name}: trajectory not available: {_one_line(e)}"))
-                continue
-            if d is None:
-                charts.append(self.note("trajectories", f"{r.name}: no trajectory projection stored (not computed)"))
+            d, msg = self.fetch(r, "trajectory", lambda r=r: project_trajectory(r, samples=self.samples, seed=0),
+                                "trajectories", r.name, "trajectory not available: ",
+                                "no trajectory projection stored (not computed)")
+            if msg:
+                charts.append(msg)
                 continue
             coords = d.get("coords") or []
             xs = [c[0] for c in coords]
@@ -774,14 +778,11 @@ class _Builder:
         for k, (a, b) in enumerate(pairs):
             self._progress(f"path {a.name} -> {b.name}", k, len(pairs))
             key = f"connectivity:{b.path}"
-            try:
-                d = self.analysis(a, key, lambda a=a, b=b: connect_runs(a, b, curve="linear", n_points=21,
-                                                                        samples=self.samples, seed=0))
-            except Exception as e:  # noqa: BLE001
-                msgs.append(self.note("connectivity", f"{a.name} -> {b.name}: {_one_line(e)}"))
-                continue
-            if d is None:
-                msgs.append(self.note("connectivity", f"{a.name} -> {b.name}: not computed"))
+            d, msg = self.fetch(a, key, lambda a=a, b=b: connect_runs(a, b, curve="linear", n_points=21,
+                                                                      samples=self.samples, seed=0),
+                                "connectivity", f"{a.name} -> {b.name}", "", "not computed")
+            if msg:
+                msgs.append(msg)
                 continue
             label = f"{a.name} → {b.name}"
             series.append({"name": label, "x": d["ts"], "y": d["loss"]})
