@@ -17,7 +17,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import struct
 import xml.etree.ElementTree as ET
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +30,27 @@ from .directions import DirectionSet
 from .surface import Surface
 
 _FORMAT = "landscape-surface-npz/1"
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """Encode an ``(H, W, 3)`` uint8 image as PNG (8-bit truecolour, filter 0 on every scanline).
+
+    Written here so reports and downloads need neither matplotlib nor kaleido.
+    """
+    img = np.ascontiguousarray(np.asarray(rgb, np.uint8))
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {img.shape}")
+    h, w, _ = img.shape
+    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
 def save_npz(surface: Surface, path: str | os.PathLike) -> Path:

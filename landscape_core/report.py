@@ -26,15 +26,15 @@ import io
 import json
 import math
 import os
-import struct
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .export import png_bytes
 
 ProgressFn = Callable[[float, str], None]
 SECTIONS: dict[str, str] = {
@@ -312,20 +312,6 @@ def scatter_chart(series: Sequence[Mapping[str, Any]], *, title: str, xlabel: st
 
 
 # -- heat maps through a PNG written by hand ---------------------------------------------------------
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """Encode an ``(H, W, 3)`` uint8 array as a PNG (8-bit RGB, no interlace, filter 0 per row)."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) array, got shape {rgb.shape}")
-    h, w, _ = rgb.shape
-    raw = b"".join(b"\x00" + rgb[r].tobytes() for r in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
-
 
 def colormap(t: np.ndarray) -> np.ndarray:
     """Viridis colours for values in [0, 1] (``(..., 3)`` uint8)."""

@@ -11,17 +11,15 @@ from __future__ import annotations
 import io
 import json
 import struct
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import escape
 
 import numpy as np
 
+from landscape_core.export import PNG_SIGNATURE, png_bytes
+
 from .figures import color_values, surface_arrays, trajectory_xy
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
 
 # --- npz -----------------------------------------------------------------------------------------
 
@@ -139,20 +137,6 @@ def colormap_lut(colorscale: str = "Viridis", n: int = 256) -> np.ndarray:
         out[k] = [int(round(float(v))) for v in nums[:3]]
     return out
 
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """Encode an ``(H, W, 3)`` uint8 image as PNG (8-bit truecolour, filter 0 on every scanline)."""
-    img = np.ascontiguousarray(np.asarray(rgb, np.uint8))
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) image, got shape {img.shape}")
-    h, w, _ = img.shape
-    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
 def surface_png_bytes(
