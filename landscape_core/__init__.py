@@ -37,7 +37,8 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "optimizers": ("make_optimizer", "make_schedule"),
     "training": ("TrainConfig", "TrainResult", "train", "compare"),
     # curvature: operators and estimators (estimators take an operator, never a model)
-    "hessian": ("hessian_operator", "HessianOperator", "DenseOperator", "DiagonalOperator", "check_deterministic"),
+    "operators": ("LinearOperator", "ParameterOperator", "DenseOperator", "DiagonalOperator", "as_operator"),
+    "hessian": ("hessian_operator", "HessianOperator", "check_deterministic"),
     # (the function ``lanczos`` is exported as ``lanczos_eigs``: the submodule shares its name)
     "lanczos": ("lanczos_eigs", "EigenResult", "condition_number"),
     "power": ("power_iteration",),

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from .functional import LossFunction, loss_function_for_run
-from .hessian import LinearOperator, hessian_operator, parameter_groups
+from .hessian import hessian_operator, parameter_groups
 from .lanczos import condition_number, lanczos
+from .operators import LinearOperator
 from .trace import TraceResult, hutchinson, hutchpp
 
 Progress = Callable[[float, str], None]

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .hessian import LinearOperator, as_operator
 from .lanczos import lanczos_tridiagonal
+from .operators import LinearOperator, as_operator
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .functional import LossFunction
-from .hessian import _recast
+from .operators import _recast
 
 MAX_EXACT_PARAMS = 5000
 

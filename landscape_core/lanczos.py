@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .hessian import LinearOperator, as_operator
+from .operators import LinearOperator, as_operator
 
 Which = Literal["largest", "smallest", "both", "magnitude"]
 
@@ -112,7 +112,7 @@ def lanczos(
     """``k`` extreme eigenpairs of a symmetric operator by Lanczos with full reorthogonalisation.
 
     Args:
-        op: a :class:`~landscape_core.hessian.LinearOperator` or a dense symmetric tensor.
+        op: a :class:`~landscape_core.operators.LinearOperator` or a dense symmetric tensor.
         k: number of eigenpairs (``1 <= k <= n``).
         which: ``"largest"`` / ``"smallest"`` algebraic, ``"magnitude"`` (largest |lambda|), or
             ``"both"`` (ceil(k/2) largest and floor(k/2) smallest).

@@ -14,8 +14,8 @@ import time
 import torch
 from torch import Tensor
 
-from .hessian import LinearOperator, as_operator
 from .lanczos import EigenResult
+from .operators import LinearOperator, as_operator
 
 
 def power_iteration(

@@ -22,8 +22,9 @@ from torch import Tensor, nn
 
 from .data import analysis_subset
 from .functional import LossFunction
-from .hessian import ScaledOperator, hessian_operator
+from .hessian import hessian_operator
 from .lanczos import lanczos
+from .operators import ScaledOperator
 
 _ADAPTIVE = ("adam", "adamw", "sam-adam")
 

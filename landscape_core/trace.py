@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .hessian import LinearOperator, as_operator
+from .operators import LinearOperator, as_operator
 
 Distribution = Literal["rademacher", "gaussian"]
 

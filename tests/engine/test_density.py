@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from landscape_core.density import slq_density, smooth
-from landscape_core.hessian import DiagonalOperator
+from landscape_core.operators import DiagonalOperator
 
 
 def sym(n=40, seed=0):

@@ -7,7 +7,8 @@ from torch import nn
 
 from landscape_core.exact import dense_hessian, exact_spectrum
 from landscape_core.functional import LossFunction
-from landscape_core.hessian import DenseOperator, hessian_operator, parameter_groups
+from landscape_core.hessian import hessian_operator, parameter_groups
+from landscape_core.operators import DenseOperator
 from landscape_core.params import model_hash
 
 

@@ -7,8 +7,9 @@ from torch import nn
 
 from landscape_core.exact import dense_hessian
 from landscape_core.functional import LossFunction
-from landscape_core.hessian import DiagonalOperator, hessian_operator
+from landscape_core.hessian import hessian_operator
 from landscape_core.lanczos import condition_number, lanczos
+from landscape_core.operators import DiagonalOperator
 from landscape_core.params import model_hash
 from landscape_core.power import power_iteration
 
