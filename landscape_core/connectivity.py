@@ -35,16 +35,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .functional import LossFunction, loss_function_for_run
+from .functional import LossFunction
 from .models import has_batchnorm
-from .params import Params, detached_buffers, detached_params
+from .params import Params, detached_buffers
+from .progress import ProgressFn
+from .results import clean as _clean
+from .results import unclean
 
-Progress = Callable[[float, str], None]
 CurveKind = Literal["linear", "bezier"]
-
-
-def _clean(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 # --- results ---------------------------------------------------------------------------------------
@@ -97,6 +95,21 @@ class PathResult:
             out["test_accuracy"] = [_clean(v) for v in (self.test_accuracy or ())]
             out["test_barrier"] = None if self.test_barrier is None else _clean(self.test_barrier)
         return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PathResult:
+        """Inverse of :meth:`to_dict` (``None`` values come back as ``nan``; ``excess`` is derived)."""
+        test = d.get("test_loss")
+        return cls(
+            ts=tuple(float(t) for t in d["ts"]), loss=tuple(unclean(v) for v in d["loss"]),
+            accuracy=tuple(unclean(v) for v in d["accuracy"]),
+            test_loss=None if test is None else tuple(unclean(v) for v in test),
+            test_accuracy=None if test is None else tuple(unclean(v) for v in d.get("test_accuracy") or ()),
+            barrier=unclean(d["barrier"]), barrier_t=float(d["barrier_t"]),
+            endpoint_losses=tuple(unclean(v) for v in d["endpoint_losses"]),  # type: ignore[arg-type]
+            test_barrier=None if d.get("test_barrier") is None else float(d["test_barrier"]),
+            recalibrated_bn=bool(d.get("recalibrated_bn", False)),
+        )
 
 
 def _excess(ts: np.ndarray, loss: np.ndarray) -> np.ndarray:
@@ -194,7 +207,7 @@ def _evaluate_curve(
     *,
     recalibrate: tuple[Tensor, Tensor] | None,
     test_fn: LossFunction | None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> PathResult:
     recal = None
     if recalibrate is not None and has_batchnorm(loss_fn.model):
@@ -244,7 +257,7 @@ def linear_path(
     n_points: int = 21,
     recalibrate_bn: tuple[Tensor, Tensor] | None = None,
     test_fn: LossFunction | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> PathResult:
     """Loss along ``theta(t) = (1 - t) theta_A + t theta_B`` at ``n_points`` evenly spaced ``t``.
 
@@ -299,6 +312,12 @@ class BezierResult:
     def to_dict(self) -> dict:
         return {"path": self.path.to_dict(), "train_history": list(self.train_history), "settings": dict(self.settings)}
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BezierResult:
+        """Inverse of :meth:`to_dict`; the control point's tensors are not in the JSON form (empty dict)."""
+        return cls(control={}, path=PathResult.from_dict(d["path"]), train_history=tuple(d["train_history"]),
+                   settings=dict(d.get("settings") or {}))
+
 
 def bezier_curve(
     loss_fn: LossFunction,
@@ -313,7 +332,7 @@ def bezier_curve(
     n_points: int = 21,
     init: Literal["midpoint", "noisy"] = "midpoint",
     test_fn: LossFunction | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> BezierResult:
     """Train the control point of a quadratic Bezier curve between two minima (Garipov et al. 2018).
 
@@ -420,53 +439,6 @@ def bezier_curve(
     return BezierResult(control=ctrl, path=path, train_history=tuple(history), settings=settings)
 
 
-# --- runs -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConnectivityResult:
-    """Mode connectivity between two runs (what the CLI, UI and reports show).
-
-    Attributes:
-        curve: ``"linear"`` or ``"bezier"``.
-        path: the loss along the curve.
-        endpoints: ``{"a": {...}, "b": {...}}`` with each run's name, loss and accuracy on the path.
-        settings: the settings used.
-        linear: for a Bezier curve, the linear path on the same data, for comparison.
-        plane: for a Bezier curve, coordinates of A, B, C and of the curve points in the orthonormal
-            basis of the plane through A, B, C (origin A, first axis towards B); ``None`` otherwise.
-        train_history: the Bezier training losses.
-        control: the trained control point (not in :meth:`to_dict`).
-    """
-
-    curve: str
-    path: PathResult
-    endpoints: dict
-    settings: dict
-    linear: PathResult | None = None
-    plane: dict | None = None
-    train_history: tuple[dict, ...] = ()
-    control: Params | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def barrier(self) -> float:
-        return self.path.barrier
-
-    def to_dict(self) -> dict:
-        out = {
-            "curve": self.curve,
-            **self.path.to_dict(),
-            "endpoints": self.endpoints,
-            "settings": dict(self.settings),
-        }
-        if self.linear is not None:
-            out["linear"] = self.linear.to_dict()
-        if self.curve == "bezier":
-            out["plane"] = self.plane
-            out["train_history"] = list(self.train_history)
-        return out
-
-
 def check_compatible(meta_a: Mapping[str, Any], meta_b: Mapping[str, Any]) -> None:
     """Raise ValueError unless two runs share the model spec and the dataset spec."""
     from .data import DatasetSpec
@@ -519,79 +491,7 @@ def bezier_plane(theta_a: Params, theta_b: Params, control: Params, ts: Sequence
     }
 
 
-def connect_runs(
-    run_a: Any,
-    run_b: Any,
-    *,
-    curve: CurveKind = "linear",
-    n_points: int = 21,
-    samples: int | None = 512,
-    split: Literal["train", "test"] = "train",
-    seed: int = 0,
-    bezier_steps: int = 300,
-    bezier_lr: float = 1e-2,
-    bezier_batch_size: int = 128,
-    dtype: torch.dtype | None = None,
-    progress: Progress | None = None,
-) -> ConnectivityResult:
-    """Loss along a linear path or a trained Bezier curve between two runs of the same model and data.
-
-    Both runs are evaluated on the same fixed, seeded subset of ``samples`` examples of ``split``
-    (``None`` = all). With BatchNorm every path point gets statistics recomputed over that subset, so
-    the endpoint values can differ slightly from each run's own eval loss (they use their training
-    statistics); the barrier is computed consistently on the recalibrated path.
-
-    Raises:
-        ValueError: the runs have different model specs or datasets, or settings are invalid.
-    """
-    if curve not in ("linear", "bezier"):
-        raise ValueError(f"unknown curve {curve!r}; choose 'linear' or 'bezier'")
-    check_compatible(run_a.meta, run_b.meta)
-    loss_fn = loss_function_for_run(run_a, split=split, samples=samples, seed=seed, dtype=dtype)
-    theta_a = loss_fn.params0
-    theta_b = {
-        k: v.to(loss_fn.device, loss_fn.dtype)
-        for k, v in detached_params(run_b.model).items()
-    }
-    _check_pair(theta_a, theta_b)
-    bn = has_batchnorm(loss_fn.model)
-    recal = (loss_fn.X, loss_fn.y) if bn else None
-    settings: dict[str, Any] = {
-        "curve": curve, "n_points": n_points, "samples": samples, "n_examples": loss_fn.n, "split": split,
-        "seed": seed, "batchnorm_recalibrated": bn,
-    }
-    linear: PathResult | None = None
-    plane, history, control = None, (), None
-    if curve == "linear":
-        path = linear_path(loss_fn, theta_a, theta_b, n_points=n_points, recalibrate_bn=recal, progress=progress)
-    else:
-        def lin_progress(f: float, msg: str) -> None:
-            if progress is not None:
-                progress(0.1 * f, f"linear {msg}")
-
-        def bez_progress(f: float, msg: str) -> None:
-            if progress is not None:
-                progress(0.1 + 0.9 * f, msg)
-
-        linear = linear_path(loss_fn, theta_a, theta_b, n_points=n_points, recalibrate_bn=recal, progress=lin_progress)
-        bez = bezier_curve(
-            loss_fn, theta_a, theta_b, steps=bezier_steps, lr=bezier_lr, batch_size=bezier_batch_size, seed=seed,
-            n_points=n_points, progress=bez_progress,
-        )
-        path, history, control = bez.path, bez.train_history, bez.control
-        plane = bezier_plane(theta_a, theta_b, control, path.ts)
-        settings.update({f"bezier_{k}": v for k, v in bez.settings.items() if k != "n_points"})
-    endpoints = {
-        "a": {"name": run_a.name, "loss": path.loss[0], "accuracy": _clean(path.accuracy[0])},
-        "b": {"name": run_b.name, "loss": path.loss[-1], "accuracy": _clean(path.accuracy[-1])},
-    }
-    return ConnectivityResult(
-        curve=curve, path=path, endpoints=endpoints, settings=settings, linear=linear, plane=plane,
-        train_history=tuple(history), control=control,
-    )
-
-
 __all__ = [
-    "BezierResult", "ConnectivityResult", "PathResult", "barrier_of", "bezier_curve", "bezier_plane",
-    "bezier_point", "check_compatible", "connect_runs", "linear_path", "recalibrate_bn",
+    "BezierResult", "PathResult", "barrier_of", "bezier_curve", "bezier_plane", "bezier_point", "check_compatible",
+    "linear_path", "recalibrate_bn",
 ]

@@ -57,6 +57,16 @@ class DensityResult:
             "seconds": float(self.seconds),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> DensityResult:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            grid=np.asarray(d["grid"], np.float64), density=np.asarray(d["density"], np.float64),
+            ritz_values=tuple(np.asarray(r, np.float64) for r in d["ritz_values"]),
+            ritz_weights=tuple(np.asarray(w, np.float64) for w in d["ritz_weights"]),
+            sigma=float(d["sigma"]), matvecs=int(d.get("matvecs", 0)), seconds=float(d.get("seconds", 0.0)),
+        )
+
 
 def smooth(ritz_values, ritz_weights, grid, sigma: float) -> np.ndarray:
     """Gaussian-smoothed density on ``grid`` from per-probe nodes and weights (pure NumPy)."""

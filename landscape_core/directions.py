@@ -363,31 +363,55 @@ class DirectionSet:
     explained_variance: tuple[float, ...] | None = None
     labels: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+    #: norms / cosine / count of the directions when read back by :meth:`from_dict` (no tensors there)
+    summary: dict | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.summary is not None and not self.directions:
+            return  # read back from to_dict(): facts without tensors
         if not 1 <= len(self.directions) <= 2:
             raise ValueError(f"a direction set holds 1 or 2 directions, got {len(self.directions)}")
         _check_normalization(self.normalization)
 
     def to_dict(self) -> dict:
         """Settings and facts without tensors (JSON-able)."""
+        if not self.directions and self.summary is not None:
+            facts = dict(self.summary)
+        else:
+            facts = {
+                "n_directions": len(self.directions),
+                "norms": [norm(d) for d in self.directions],
+                "cosine": (
+                    dot(self.directions[0], self.directions[1])
+                    / max(norm(self.directions[0]) * norm(self.directions[1]), _EPS)
+                    if len(self.directions) == 2
+                    else None
+                ),
+            }
         return {
             "kind": self.kind,
-            "n_directions": len(self.directions),
+            "n_directions": facts["n_directions"],
             "seed": self.seed,
             "normalization": self.normalization,
             "ignore_1d": self.ignore_1d,
             "explained_variance": None if self.explained_variance is None else [float(x) for x in self.explained_variance],
             "labels": list(self.labels),
-            "norms": [norm(d) for d in self.directions],
-            "cosine": (
-                dot(self.directions[0], self.directions[1])
-                / max(norm(self.directions[0]) * norm(self.directions[1]), _EPS)
-                if len(self.directions) == 2
-                else None
-            ),
+            "norms": facts["norms"],
+            "cosine": facts["cosine"],
             "extra": self.extra,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DirectionSet:
+        """Read back :meth:`to_dict`: settings and facts, no tensors (``directions`` is empty)."""
+        ev = d.get("explained_variance")
+        return cls(
+            kind=d["kind"], directions=[], seed=d.get("seed"), normalization=d.get("normalization", "filter"),
+            ignore_1d=bool(d.get("ignore_1d", True)), explained_variance=None if ev is None else tuple(ev),
+            labels=tuple(d.get("labels") or ()), extra=dict(d.get("extra") or {}),
+            summary={"n_directions": int(d.get("n_directions", 0)), "norms": list(d.get("norms") or []),
+                     "cosine": d.get("cosine")},
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tensors and settings to a safetensors file."""

@@ -22,60 +22,34 @@ Measures (theta = the trained weights, L = the loss on fixed data, eval mode):
   increase exceeds a threshold (geometric scan, then bisection); mean and CI over directions.
 
 Which measures are reparametrisation-invariant? Scaling a ReLU layer's weights and bias by ``c`` and
-the next layer's weights by ``1/c`` leaves the function unchanged (:func:`rescale_function_preserving`).
-The filter-normalised profile and adaptive sharpness do not move; epsilon-sharpness (the ``+1`` in
-its box) and the top Hessian eigenvalue do (Dinh et al. 2017, "Sharp Minima Can Generalize For Deep
-Nets"). :func:`invariance_demo` shows this on a model.
+the next layer's weights by ``1/c`` leaves the function unchanged. The filter-normalised profile and
+adaptive sharpness do not move; epsilon-sharpness (the ``+1`` in its box) and the top Hessian
+eigenvalue do (Dinh et al. 2017, "Sharp Minima Can Generalize For Deep Nets").
+:mod:`landscape_core.analyses.invariance` shows this on a model; the run-level summary of all measures
+is :func:`landscape_core.analyses.flatness.flatness_summary`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from scipy import stats
-from torch import Tensor, nn
+from torch import Tensor
 
-from .functional import LossFunction, loss_function_for_run
+from .directions import random_direction
+from .functional import LossFunction
 from .params import Params
+from .progress import ProgressFn
+from .results import clean as _clean
+from .results import floats, unclean
+from .stats import mean_ci
 
-Progress = Callable[[float, str], None]
 Normalization = Literal["filter", "layer", "none"]
 DEFAULT_RADII = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-
-
-def _clean(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
-
-
-def mean_ci(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(mean, std, ci_low, ci_high)`` along the last axis: Student-t interval for the mean.
-
-    ``mean +- t_{(1+level)/2, n-1} * std / sqrt(n)`` with the unbiased ``std`` (ddof=1).
-    """
-    x = np.asarray(samples, dtype=np.float64)
-    n = x.shape[-1]
-    if n < 2:
-        raise ValueError(f"a confidence interval needs at least 2 samples, got {n}")
-    mean = x.mean(-1)
-    std = x.std(-1, ddof=1)
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)
-    return mean, std, mean - half, mean + half
-
-
-def _as_loss_fn(
-    obj: Any, *, samples: int | None, seed: int, split: str = "train", dtype: torch.dtype | None = None
-) -> LossFunction:
-    if isinstance(obj, LossFunction):
-        return obj
-    if hasattr(obj, "meta") and hasattr(obj, "model"):
-        return loss_function_for_run(obj, split=split, samples=samples, seed=seed, dtype=dtype)  # type: ignore[arg-type]
-    raise ValueError(f"expected a Run or a LossFunction, got {type(obj).__name__}")
 
 
 def _loss(loss_fn: LossFunction, params: Mapping[str, Tensor]) -> float:
@@ -106,8 +80,6 @@ def perturbation_directions(
     Drawn one after another from a single generator seeded with ``seed``
     (``landscape_core.directions.random_direction``).
     """
-    from .directions import random_direction
-
     _check_normalization(normalization)
     if n_directions < 1:
         raise ValueError(f"n_directions must be >= 1, got {n_directions}")
@@ -149,6 +121,16 @@ class PerturbationProfile:
             "settings": dict(self.settings),
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PerturbationProfile:
+        """Inverse of :meth:`to_dict` (``None`` values come back as ``nan``)."""
+        return cls(
+            radii=tuple(float(r) for r in d["radii"]), mean_increase=tuple(unclean(v) for v in d["mean_increase"]),
+            std=tuple(unclean(v) for v in d["std"]), ci_low=tuple(unclean(v) for v in d["ci_low"]),
+            ci_high=tuple(unclean(v) for v in d["ci_high"]), raw=floats(d["raw"]), base_loss=unclean(d["base_loss"]),
+            settings=dict(d.get("settings") or {}),
+        )
+
 
 def perturbation_profile(
     loss_fn: LossFunction,
@@ -159,7 +141,7 @@ def perturbation_profile(
     ignore_1d: bool = True,
     seed: int = 0,
     params: Params | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> PerturbationProfile:
     """Mean loss increase at relative radius ``r`` along random filter-normalised directions.
 
@@ -229,6 +211,13 @@ class SharpnessResult:
             "history": [_clean(v) for v in self.history],
             "settings": dict(self.settings),
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SharpnessResult:
+        """Inverse of :meth:`to_dict` (``None`` values come back as ``nan``)."""
+        return cls(value=unclean(d["value"]), base_loss=unclean(d["base_loss"]),
+                   perturbed_loss=unclean(d["perturbed_loss"]), history=tuple(unclean(v) for v in d["history"]),
+                   settings=dict(d.get("settings") or {}))
 
 
 def epsilon_sharpness(
@@ -401,6 +390,13 @@ class BasinRadius:
             "settings": dict(self.settings),
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BasinRadius:
+        """Inverse of :meth:`to_dict` (``None`` values come back as ``nan``)."""
+        return cls(radii=tuple(float(r) for r in d["radii"]), censored=tuple(bool(c) for c in d["censored"]),
+                   mean=unclean(d["mean"]), std=unclean(d["std"]), ci_low=unclean(d["ci_low"]),
+                   ci_high=unclean(d["ci_high"]), settings=dict(d.get("settings") or {}))
+
 
 def basin_radius(
     loss_fn: LossFunction,
@@ -414,7 +410,7 @@ def basin_radius(
     bisection_steps: int = 20,
     seed: int = 0,
     params: Params | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> BasinRadius:
     """Smallest ``r`` with ``L(theta + r d) - L(theta) > threshold``, per random normalised direction.
 
@@ -483,285 +479,7 @@ def basin_radius(
     )
 
 
-# --- summary --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FlatnessResult:
-    """All flatness measures of one minimum (what the CLI and the UI show)."""
-
-    loss: float
-    accuracy: float
-    profile: PerturbationProfile
-    epsilon_sharpness: SharpnessResult
-    adaptive_sharpness: SharpnessResult
-    basin: BasinRadius
-    settings: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "loss": _clean(self.loss),
-            "accuracy": _clean(self.accuracy),
-            "profile": self.profile.to_dict(),
-            "epsilon_sharpness": self.epsilon_sharpness.to_dict(),
-            "adaptive_sharpness": self.adaptive_sharpness.to_dict(),
-            "basin_radius": self.basin.to_dict(),
-            "settings": dict(self.settings),
-        }
-
-
-def flatness_summary(
-    run: Any,
-    *,
-    samples: int | None = 512,
-    seed: int = 0,
-    split: Literal["train", "test"] = "train",
-    radii: Sequence[float] = DEFAULT_RADII,
-    n_directions: int = 20,
-    normalization: Normalization = "filter",
-    ignore_1d: bool = True,
-    epsilon: float = 1e-3,
-    rho: float = 0.05,
-    ascent_steps: int = 10,
-    threshold: float = 0.1,
-    basin_directions: int = 10,
-    max_radius: float = 1.0,
-    progress: Progress | None = None,
-) -> FlatnessResult:
-    """Perturbation profile, epsilon-sharpness, adaptive sharpness and basin radius of a run.
-
-    Args:
-        run: a loaded ``Run`` (evaluated on a seeded subset of ``samples`` examples of ``split``) or
-            a ``LossFunction``.
-        samples, seed, split: the analysis data (``samples=None``: all); ``seed`` also seeds the
-            directions.
-        radii, n_directions, normalization, ignore_1d: the perturbation profile.
-        epsilon, rho, ascent_steps: epsilon-sharpness box and adaptive-sharpness radius.
-        threshold, basin_directions, max_radius: the basin radius.
-        progress: ``progress(fraction, message)``.
-    """
-    loss_fn = _as_loss_fn(run, samples=samples, seed=seed, split=split)
-
-    def stage(lo: float, hi: float) -> Progress | None:
-        if progress is None:
-            return None
-        return lambda f, msg: progress(lo + (hi - lo) * f, msg)
-
-    loss, acc = loss_fn.evaluate()
-    prof = perturbation_profile(
-        loss_fn, radii=radii, n_directions=n_directions, normalization=normalization, ignore_1d=ignore_1d, seed=seed,
-        progress=stage(0.0, 0.5),
-    )
-    eps = epsilon_sharpness(loss_fn, epsilon=epsilon, steps=ascent_steps, seed=seed)
-    if progress is not None:
-        progress(0.6, "epsilon-sharpness done")
-    ada = adaptive_sharpness(loss_fn, rho=rho, steps=ascent_steps, seed=seed)
-    if progress is not None:
-        progress(0.7, "adaptive sharpness done")
-    basin = basin_radius(
-        loss_fn, threshold=threshold, n_directions=basin_directions, max_radius=max_radius,
-        normalization=normalization, ignore_1d=ignore_1d, seed=seed + 1, progress=stage(0.7, 1.0),
-    )
-    settings = {
-        "samples": samples, "n_examples": loss_fn.n, "seed": seed, "split": split, "epsilon": epsilon, "rho": rho,
-        "ascent_steps": ascent_steps, "threshold": threshold,
-    }
-    return FlatnessResult(
-        loss=loss, accuracy=acc, profile=prof, epsilon_sharpness=eps, adaptive_sharpness=ada, basin=basin,
-        settings=settings,
-    )
-
-
-# --- reparametrisation (in)variance ----------------------------------------------------------------
-
-_SCALED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_HOMOGENEOUS = (
-    nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Flatten, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
-    nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout,
-)
-
-
-def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if len(list(m.children())) == 0]
-
-
-def rescale_function_preserving(
-    model: nn.Module, layer_pairs: Sequence[tuple[str, str]] | None = None, c: float = 10.0
-) -> nn.Module:
-    """A NEW model computing the same function with rescaled weights (Dinh et al. 2017).
-
-    For each pair ``(first, second)`` of Linear/Conv layers joined only by positively homogeneous
-    modules (ReLU, LeakyReLU, max/avg pooling, flatten), ``first.weight`` and ``first.bias`` are
-    multiplied by ``c`` and ``second.weight`` by ``1/c``: since ``relu(c x) = c relu(x)`` for
-    ``c > 0``, the output is unchanged. Default pair: the first two such layers in module order.
-
-    Raises:
-        ValueError: ``c <= 0``, unknown layer names, or a non-homogeneous module (tanh, BatchNorm...)
-            between the two layers.
-    """
-    if not (c > 0 and math.isfinite(c)):
-        raise ValueError(f"c must be a positive number, got {c}")
-    leaves = _leaves(model)
-    names = [n for n, _ in leaves]
-    if layer_pairs is None:
-        scaled = [n for n, m in leaves if isinstance(m, _SCALED)]
-        if len(scaled) < 2:
-            raise ValueError(f"need two Linear/Conv layers to rescale, found {scaled}")
-        layer_pairs = [(scaled[0], scaled[1])]
-    new = copy.deepcopy(model)
-    mods = dict(new.named_modules())
-    for first, second in layer_pairs:
-        for n in (first, second):
-            if n not in mods or not isinstance(mods[n], _SCALED):
-                raise ValueError(f"layer {n!r} is not a Linear/Conv layer of the model")
-        i, j = names.index(first), names.index(second)
-        if j <= i:
-            raise ValueError(f"layer {second!r} does not come after {first!r}")
-        for n, m in leaves[i + 1 : j]:
-            if not isinstance(m, _HOMOGENEOUS) or (isinstance(m, nn.LeakyReLU) and m.negative_slope < 0):
-                raise ValueError(
-                    f"module {n!r} ({type(m).__name__}) between {first!r} and {second!r} is not positively "
-                    "homogeneous; the rescale would change the function"
-                )
-        a, b = mods[first], mods[second]
-        with torch.no_grad():
-            a.weight.mul_(c)
-            if a.bias is not None:
-                a.bias.mul_(c)
-            b.weight.div_(c)
-    return new
-
-
-def _lambda_max(loss_fn: LossFunction, *, seed: int = 0) -> float:
-    """Top Hessian eigenvalue: the curvature engine's Lanczos if present, else power iteration on HVPs."""
-    try:
-        from .hessian import hessian_operator
-        from .lanczos import lanczos
-    except ImportError:
-        return _power_lambda_max(loss_fn, seed=seed)
-    res = lanczos(hessian_operator(loss_fn), k=1, which="largest", tol=1e-8, seed=seed)
-    return float(np.max(np.asarray(res.eigenvalues, dtype=np.float64)))
-
-
-def _power_lambda_max(loss_fn: LossFunction, *, iters: int = 500, tol: float = 1e-9, seed: int = 0) -> float:
-    """Largest-|lambda| Hessian eigenvalue by power iteration on double-backward HVPs (reference)."""
-    theta = {k: v.detach() for k, v in loss_fn.params0.items()}
-
-    def hvp(v: Params) -> Params:
-        p = {k: t.clone().requires_grad_(True) for k, t in theta.items()}
-        g = torch.autograd.grad(loss_fn(p), list(p.values()), create_graph=True)
-        hv = torch.autograd.grad(g, list(p.values()), grad_outputs=[v[k] for k in p])
-        return {k: h.detach() for k, h in zip(p, hv)}
-
-    gen = torch.Generator().manual_seed(seed)
-    v = {k: torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.device, t.dtype) for k, t in theta.items()}
-    nv = math.sqrt(sum(float((x.double() ** 2).sum()) for x in v.values()))
-    v = {k: x / nv for k, x in v.items()}
-    lam = 0.0
-    for _ in range(iters):
-        hv = hvp(v)
-        lam_new = sum(float((hv[k].double() * v[k].double()).sum()) for k in v)
-        nh = math.sqrt(sum(float((x.double() ** 2).sum()) for x in hv.values()))
-        if nh == 0.0:
-            return 0.0
-        resid = math.sqrt(sum(float(((hv[k] - lam_new * v[k]).double() ** 2).sum()) for k in v))
-        v = {k: x / nh for k, x in hv.items()}
-        if resid <= tol * max(abs(lam_new), 1e-30) or abs(lam_new - lam) <= tol * abs(lam_new):
-            return lam_new
-        lam = lam_new
-    return lam
-
-
-def invariance_demo(
-    run_or_model: Any,
-    X: Tensor | None = None,
-    y: Tensor | None = None,
-    *,
-    c: float = 10.0,
-    layer_pairs: Sequence[tuple[str, str]] | None = None,
-    samples: int | None = 256,
-    seed: int = 0,
-    radii: Sequence[float] = (0.05, 0.1, 0.2),
-    n_directions: int = 10,
-    epsilon: float = 1e-3,
-    rho: float = 0.05,
-    ascent_steps: int = 10,
-    dtype: torch.dtype = torch.float64,
-) -> dict:
-    """Each flatness measure before and after a function-preserving rescale (Dinh et al. 2017).
-
-    Args:
-        run_or_model: a loaded ``Run`` (its training data, seeded subset of ``samples``) or an
-            ``nn.Module`` together with ``X, y``.
-        X, y: data when a module is given.
-        c: rescale factor (see :func:`rescale_function_preserving`).
-        layer_pairs: layers to rescale (default: the first two Linear/Conv layers).
-        samples, seed: analysis subset and the seed of directions.
-        radii, n_directions: perturbation profile (filter-normalised).
-        epsilon, rho, ascent_steps: epsilon-sharpness and adaptive sharpness.
-        dtype: computation precision (float64 makes "unchanged" mean unchanged to ~1e-10).
-
-    Returns:
-        ``{"c", "layer_pairs", "max_output_change", "loss": {...}, "measures": [{"name", "before",
-        "after", "relative_change", "invariant_in_theory"}]}``.
-    """
-    from .data import analysis_subset
-
-    if isinstance(run_or_model, nn.Module):
-        if X is None or y is None:
-            raise ValueError("invariance_demo on a model needs data X and y")
-        model = run_or_model
-    elif hasattr(run_or_model, "model") and hasattr(run_or_model, "train_data"):
-        model = run_or_model.model
-        X, y = analysis_subset(*run_or_model.train_data, samples, seed=seed)
-    else:
-        raise ValueError(f"expected a Run or an nn.Module, got {type(run_or_model).__name__}")
-    try:
-        rescaled = rescale_function_preserving(model, layer_pairs, c=c)
-    except ValueError as e:
-        raise ValueError(f"the rescaling demo needs a ReLU network (Linear/Conv - ReLU - Linear/Conv): {e}") from None
-    before = LossFunction(model, X, y, dtype=dtype)
-    after = LossFunction(rescaled, X, y, dtype=dtype)
-    with torch.no_grad():
-        out_b = before.forward(before.params0, before.X)
-        out_a = after.forward(after.params0, after.X)
-        max_change = float((out_b - out_a).abs().max())
-    rows: list[dict] = []
-
-    def add(name: str, b: float, a: float, invariant: bool, note: str) -> None:
-        rel = abs(a - b) / max(abs(b), 1e-12)
-        rows.append({"name": name, "before": b, "after": a, "relative_change": rel,
-                     "invariant_in_theory": invariant, "note": note})
-
-    kw = {"radii": radii, "n_directions": n_directions, "seed": seed}
-    pb, pa = perturbation_profile(before, **kw), perturbation_profile(after, **kw)
-    for r, mb, ma in zip(pb.radii, pb.mean_increase, pa.mean_increase):
-        add(f"filter-normalised profile r={r:g}", mb, ma, True, "directions scale with each filter")
-    ub = perturbation_profile(before, normalization="none", **kw)
-    ua = perturbation_profile(after, normalization="none", **kw)
-    add(f"raw (unnormalised) profile r={ub.radii[-1]:g}", ub.mean_increase[-1], ua.mean_increase[-1], False,
-        "a fixed Euclidean step means different things after rescaling")
-    add("adaptive sharpness", adaptive_sharpness(before, rho=rho, steps=ascent_steps).value,
-        adaptive_sharpness(after, rho=rho, steps=ascent_steps).value, True, "ball measured relative to |theta|")
-    add("epsilon-sharpness", epsilon_sharpness(before, epsilon=epsilon, steps=ascent_steps).value,
-        epsilon_sharpness(after, epsilon=epsilon, steps=ascent_steps).value, False, "the +1 in the box breaks scaling")
-    add("lambda_max", _lambda_max(before, seed=seed), _lambda_max(after, seed=seed), False,
-        "Hessian blocks scale by c^2 and 1/c^2")
-    pairs = layer_pairs
-    if pairs is None:
-        scaled = [n for n, m in _leaves(model) if isinstance(m, _SCALED)]
-        pairs = [(scaled[0], scaled[1])]
-    return {
-        "c": c,
-        "layer_pairs": [list(p) for p in pairs],
-        "max_output_change": max_change,
-        "loss": {"before": before.evaluate()[0], "after": after.evaluate()[0]},
-        "measures": rows,
-    }
-
-
 __all__ = [
-    "BasinRadius", "FlatnessResult", "PerturbationProfile", "SharpnessResult", "adaptive_sharpness", "basin_radius",
-    "epsilon_sharpness", "flatness_summary", "invariance_demo", "mean_ci", "perturbation_directions",
-    "perturbation_profile", "rescale_function_preserving",
+    "DEFAULT_RADII", "BasinRadius", "PerturbationProfile", "SharpnessResult", "adaptive_sharpness", "basin_radius",
+    "epsilon_sharpness", "perturbation_directions", "perturbation_profile",
 ]

@@ -28,30 +28,32 @@ reuses the small one's), which does not change the expectations and lowers the v
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .functional import LossFunction, loss_function_for_run
+from .functional import LossFunction
 from .params import Params
-
-Progress = Callable[[float, str], None]
-
-
-def _clean(x: float | None) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
+from .progress import ProgressFn
+from .results import clean as _clean
+from .results import unclean
 
 
-def _as_loss_fn(obj: Any, *, samples: int | None, seed: int, split: str) -> LossFunction:
-    if isinstance(obj, LossFunction):
-        return obj
-    if hasattr(obj, "meta") and hasattr(obj, "model"):
-        return loss_function_for_run(obj, split=split, samples=samples, seed=seed)  # type: ignore[arg-type]
-    raise ValueError(f"expected a Run or a LossFunction, got {type(obj).__name__}")
+def _as_loss_fn(obj: Any) -> LossFunction:
+    if not isinstance(obj, LossFunction):
+        raise ValueError(
+            f"expected a LossFunction, got {type(obj).__name__} (for a run: landscape_core.analyses.noise)"
+        )
+    return obj
+
+
+def _unclean_row(row: Mapping[str, Any]) -> dict:
+    """A per-layer / per-size row read back from JSON: ``None`` numbers become ``nan``."""
+    return {k: (float("nan") if v is None else v) for k, v in row.items()}
 
 
 def _groups(params: Params, per_layer: bool) -> list[tuple[str, list[str]]]:
@@ -150,6 +152,18 @@ class NoiseResult:
             out["per_layer"] = [{k: (_clean(v) if isinstance(v, float) else v) for k, v in row.items()} for row in self.per_layer]
         return out
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NoiseResult:
+        """Inverse of :meth:`to_dict` (``None`` values come back as ``nan``)."""
+        layers = d.get("per_layer")
+        return cls(
+            b_simple=unclean(d["b_simple"]), g2=unclean(d["g2"]), trace_sigma=unclean(d["trace_sigma"]),
+            ci_low=unclean(d["ci"][0]), ci_high=unclean(d["ci"][1]), g2_se=unclean(d["g2_se"]),
+            trace_sigma_se=unclean(d["trace_sigma_se"]), n_examples=int(d["n_examples"]),
+            per_layer=None if layers is None else tuple(_unclean_row(r) for r in layers),
+            settings=dict(d.get("settings") or {}),
+        )
+
 
 def gradient_noise_scale(
     loss_fn: LossFunction | Any,
@@ -161,16 +175,14 @@ def gradient_noise_scale(
     per_layer: bool = False,
     finite_population: bool = True,
     n_bootstrap: int = 2000,
-    samples: int | None = None,
-    split: Literal["train", "test"] = "train",
     params: Params | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> NoiseResult:
     """McCandlish et al.'s two-batch-size estimate of ``B_simple = tr(Sigma) / |G|^2``.
 
     Args:
-        loss_fn: a ``LossFunction`` (its data, eval mode) or a loaded ``Run`` (then ``samples`` /
-            ``split`` / ``seed`` pick the data; ``samples=None`` = all of the split).
+        loss_fn: a ``LossFunction`` (its data, eval mode); for a run use
+            :func:`landscape_core.analyses.noise.gradient_noise_scale`.
         b_small, b_big: the two batch sizes, ``1 <= b_small < b_big <= N``.
         n_batches: number of (small, big) batch pairs (>= 2).
         seed: batch sampling and bootstrap seed.
@@ -180,7 +192,7 @@ def gradient_noise_scale(
         params: the weights (default ``loss_fn.params0``).
         progress: ``progress(fraction, message)``.
     """
-    fn = _as_loss_fn(loss_fn, samples=samples, seed=seed, split=split)
+    fn = _as_loss_fn(loss_fn)
     n = fn.n
     if not 1 <= b_small < b_big:
         raise ValueError(f"need 1 <= b_small < b_big, got b_small={b_small}, b_big={b_big}")
@@ -221,7 +233,7 @@ def gradient_noise_scale(
         )
     settings = {
         "b_small": b_small, "b_big": b_big, "n_batches": n_batches, "seed": seed,
-        "finite_population": finite_population, "n_bootstrap": n_bootstrap, "samples": samples, "split": split,
+        "finite_population": finite_population, "n_bootstrap": n_bootstrap,
     }
     return NoiseResult(
         b_simple=total["b_simple"], g2=total["g2"], trace_sigma=total["trace_sigma"], ci_low=total["ci_low"],
@@ -275,6 +287,19 @@ class NoiseSweep:
             "settings": dict(self.settings),
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NoiseSweep:
+        """Inverse of :meth:`to_dict` (``None`` values come back as ``nan``)."""
+        return cls(
+            batch_sizes=tuple(int(b) for b in d["batch_sizes"]),
+            mean_sq_norm=tuple(unclean(v) for v in d["mean_sq_norm"]), sem=tuple(unclean(v) for v in d["sem"]),
+            predicted=tuple(unclean(v) for v in d["predicted"]), g2=unclean(d["g2"]),
+            trace_sigma=unclean(d["trace_sigma"]), b_simple=unclean(d["b_simple"]), ci_low=unclean(d["ci"][0]),
+            ci_high=unclean(d["ci"][1]), per_size=tuple(_unclean_row(r) for r in d["per_size"]),
+            n_examples=int(d["n_examples"]), skipped=tuple(int(b) for b in d.get("skipped") or ()),
+            settings=dict(d.get("settings") or {}),
+        )
+
 
 def _fit_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     """Weighted least squares ``y ~ a + b x``; returns ``(a, b)``."""
@@ -291,10 +316,8 @@ def noise_vs_batch_size(
     seed: int = 0,
     finite_population: bool = True,
     n_bootstrap: int = 1000,
-    samples: int | None = None,
-    split: Literal["train", "test"] = "train",
     params: Params | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> NoiseSweep:
     """``E |G_B|^2`` measured at several batch sizes, the line ``|G|^2 + tr(Sigma) x_B`` fitted through it.
 
@@ -303,7 +326,7 @@ def noise_vs_batch_size(
     ``per_size`` gives McCandlish's two-size estimate of each size against the largest one.
 
     Args:
-        loss_fn: a ``LossFunction`` or a loaded ``Run`` (``samples`` / ``split`` / ``seed`` pick the data).
+        loss_fn: a ``LossFunction``; for a run use :func:`landscape_core.analyses.noise.noise_vs_batch_size`.
         batch_sizes: sizes to measure (>= 1; those above ``N`` are skipped; at least two must remain).
         n_batches: draws per size (>= 2).
         seed: sampling and bootstrap seed.
@@ -312,7 +335,7 @@ def noise_vs_batch_size(
         params: the weights (default ``loss_fn.params0``).
         progress: ``progress(fraction, message)``.
     """
-    fn = _as_loss_fn(loss_fn, samples=samples, seed=seed, split=split)
+    fn = _as_loss_fn(loss_fn)
     n = fn.n
     sizes = sorted({int(b) for b in batch_sizes})
     if not sizes or sizes[0] < 1:
@@ -361,7 +384,6 @@ def noise_vs_batch_size(
         })
     settings = {
         "n_batches": n_batches, "seed": seed, "finite_population": finite_population, "n_bootstrap": n_bootstrap,
-        "samples": samples, "split": split,
     }
     return NoiseSweep(
         batch_sizes=tuple(sizes), mean_sq_norm=tuple(mean.tolist()), sem=tuple(sem.tolist()),

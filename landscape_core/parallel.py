@@ -25,10 +25,10 @@ from typing import Any
 
 import joblib
 
+from .progress import ProgressFn
+
 #: Bump when a cached computation's code changes meaning (part of every cache key).
 CODE_VERSION = "landscape-1"
-
-ProgressFn = Callable[[float, str], None]
 
 
 def cache_dir() -> Path:

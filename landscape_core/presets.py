@@ -263,7 +263,7 @@ def run_preset(
         })
         infos.append({**info, "label": label, "steps": meta.get("steps"), "grad_evals": meta.get("grad_evals")})
         if surfaces:
-            from .surface import compute_surface
+            from .analyses.surface import compute_surface
 
             report(k * per_run + 2, f"[{label}] {grid}x{grid} loss surface")
             surf[label] = compute_surface(run, dims=2, directions="random", grid=grid, span=1.0, samples=samples,

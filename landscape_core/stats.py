@@ -20,8 +20,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+from scipy import stats as _sps
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,18 @@ class KendallResult:
 
     def to_dict(self) -> dict:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> KendallResult:
+        """Inverse of :meth:`to_dict` (``None`` numbers come back as ``nan``)."""
+        nan = float("nan")
+        return cls(
+            tau=nan if d["tau"] is None else float(d["tau"]), p_value=nan if d["p_value"] is None else float(d["p_value"]),
+            ci_low=nan if d["ci_low"] is None else float(d["ci_low"]),
+            ci_high=nan if d["ci_high"] is None else float(d["ci_high"]), n=int(d["n"]), n_boot=int(d["n_boot"]),
+            confidence=float(d["confidence"]), seed=int(d["seed"]), x_name=d.get("x_name", "x"),
+            y_name=d.get("y_name", "y"),
+        )
 
 
 def _signs(v: np.ndarray) -> np.ndarray:
@@ -174,3 +188,18 @@ def _num(v: object) -> float:
         return float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return float("nan")
+
+
+def mean_ci(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, std, ci_low, ci_high)`` along the last axis: Student-t interval for the mean.
+
+    ``mean +- t_{(1+level)/2, n-1} * std / sqrt(n)`` with the unbiased ``std`` (ddof=1).
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    n = x.shape[-1]
+    if n < 2:
+        raise ValueError(f"a confidence interval needs at least 2 samples, got {n}")
+    mean = x.mean(-1)
+    std = x.std(-1, ddof=1)
+    half = _sps.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half

@@ -41,9 +41,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .analyses.measures import measure_run
+from .progress import ProgressFn
+from .results import finite as _finite
 from .stats import correlation_table
 
-ProgressFn = Callable[[float, str], None]
 MEASURES: tuple[str, ...] = ("lambda_max", "trace", "flatness", "per_layer")
 TARGETS: tuple[str, ...] = ("test_acc", "gen_gap", "acc_gap")
 #: Columns of a sweep's result table, in order (CSV, UI and CLI share them).
@@ -191,69 +193,6 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-# -- measurements -------------------------------------------------------------------------------------
-def measure_run(run_or_path: Any, settings: Mapping[str, Any]) -> dict:
-    """Sharpness measures of one trained run (see the module docstring).
-
-    Args:
-        run_or_path: a loaded :class:`~landscape_core.runs.Run` or a run folder.
-        settings: :meth:`SweepSpec.measure_settings` (``measures``, ``samples``, budgets, ``seed``).
-
-    Returns:
-        JSON-able dict with ``lambda_max``, ``trace``, ``trace_stderr``, ``flatness``,
-        ``flatness_stderr``, ``per_layer`` (``{layer: lambda_max}``), ``hvps`` (what was requested).
-    """
-    import numpy as np
-
-    from .functional import loss_function_for_run
-    from .hessian import hessian_operator, parameter_groups
-    from .lanczos import lanczos
-    from .runs import Run, load_run
-    from .trace import hutchinson
-
-    run = run_or_path if isinstance(run_or_path, Run) else load_run(run_or_path)
-    measures = tuple(settings.get("measures", ("lambda_max", "trace", "flatness")))
-    seed = int(settings.get("seed", 0))
-    lf = loss_function_for_run(run, samples=settings.get("samples", 512), seed=seed)
-    out: dict[str, Any] = {"lambda_max": None, "trace": None, "trace_stderr": None, "flatness": None,
-                           "flatness_stderr": None, "per_layer": None, "hvps": 0}
-    iters = int(settings.get("lanczos_iters", 60))
-    if "lambda_max" in measures or "trace" in measures:
-        op = hessian_operator(lf)
-        if "lambda_max" in measures:
-            eig = lanczos(op, 1, which="largest", max_iter=min(iters, op.dim), tol=1e-4, seed=seed)
-            out["lambda_max"] = float(eig.eigenvalues[0])
-        if "trace" in measures:
-            tr = hutchinson(op, int(settings.get("trace_probes", 20)), seed=seed + 1)
-            out["trace"], out["trace_stderr"] = float(tr.mean), _finite(tr.stderr)
-        out["hvps"] += op.matvecs
-    if "per_layer" in measures:
-        per: dict[str, float] = {}
-        for layer, names in parameter_groups(list(lf.params0)):
-            op = hessian_operator(lf, names=names, check=False)
-            eig = lanczos(op, 1, which="largest", max_iter=min(iters, op.dim), tol=1e-4, seed=seed)
-            per[layer] = float(eig.eigenvalues[0])
-            out["hvps"] += op.matvecs
-        out["per_layer"] = per
-    if "flatness" in measures:
-        from .flatness import perturbation_profile
-
-        prof = perturbation_profile(lf, radii=[float(settings.get("flatness_radius", 0.05))],
-                                    n_directions=int(settings.get("flatness_directions", 8)), seed=seed)
-        x = np.asarray(prof.raw[0], dtype=np.float64)
-        out["flatness"] = float(x.mean())
-        out["flatness_stderr"] = float(x.std(ddof=1) / math.sqrt(len(x)))
-    return out
-
-
 def _row_from(record: Mapping[str, Any]) -> dict:
     cfg = record["config"]
     final = record.get("final") or {}
@@ -365,6 +304,14 @@ class SweepResult:
             "reused": self.reused, "computed": self.computed, "total": self.total, "finished": len(self.rows),
             "cancelled": self.cancelled,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SweepResult:
+        """Inverse of :meth:`to_dict` (``finished`` is derived)."""
+        return cls(spec=SweepSpec.from_dict(d["spec"]), rows=tuple(dict(r) for r in d["rows"]),
+                   correlations=tuple(dict(c) for c in d["correlations"]), out_dir=Path(d["out_dir"]),
+                   reused=int(d["reused"]), computed=int(d["computed"]), total=int(d["total"]),
+                   cancelled=bool(d["cancelled"]))
 
 
 def _tasks(spec: SweepSpec, out_dir: Path) -> list[dict]:

@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .operators import LinearOperator, as_operator
+from .progress import ProgressFn
 
 Distribution = Literal["rademacher", "gaussian"]
 
@@ -63,6 +63,13 @@ class TraceResult:
             "running_mean": [float(x) for x in self.running_mean],
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> TraceResult:
+        """Inverse of :meth:`to_dict`."""
+        return cls(mean=float(d["mean"]), stderr=float("nan") if d["stderr"] is None else float(d["stderr"]),
+                   matvecs=int(d["matvecs"]), estimates=np.asarray(d["estimates"], np.float64),
+                   running_mean=np.asarray(d["running_mean"], np.float64), method=d.get("method", "hutchinson"))
+
 
 def _probes(n: int, m: int, distribution: str, gen: torch.Generator, device, dtype) -> Tensor:
     """``m`` probe vectors (columns) drawn on the CPU generator, moved to ``device``."""
@@ -89,7 +96,7 @@ def hutchinson(
     *,
     distribution: Distribution = "rademacher",
     seed: int = 0,
-    progress: Callable[[float, str], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> TraceResult:
     """Hutchinson's estimator ``tr(A) ~ (1/N) sum_i z_i^T A z_i`` with a fixed budget of ``N`` probes."""
     op = as_operator(op)

@@ -14,7 +14,7 @@ Both are reported so a plot cannot silently pass one off as the other.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +23,10 @@ import torch
 from torch import Tensor
 
 from .directions import PCAResult, pca_directions
+from .evaluator import evaluate_points
 from .params import Params
-
-ProgressFn = Callable[[float, str], None]
+from .progress import ProgressFn
+from .results import floats
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,17 @@ class TrajectoryProjection:
             "max_relative_residual": self.max_relative_residual,
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrajectoryProjection:
+        """Inverse of :meth:`to_dict` (``None`` entries come back as ``nan``)."""
+        coords = floats(d["coords"])
+        return cls(
+            steps=np.asarray(d["steps"], dtype=np.int64), coords=coords.reshape(len(d["steps"]), -1),
+            residual_norm=floats(d["residual_norm"]), relative_residual=floats(d["relative_residual"]),
+            true_loss=floats(d["true_loss"]), plane_loss=floats(d["plane_loss"]),
+            explained_variance_ratio=floats(d["explained_variance_ratio"]),
+        )
+
 
 def project_snapshots(
     loss_fn: Any,
@@ -89,8 +101,6 @@ def project_snapshots(
         pca: precomputed PCA (default: computed here from the snapshots, ``k`` directions).
         final: the plane's origin (default ``loss_fn.params0``).
     """
-    from .surface import evaluate_points
-
     final = loss_fn.params0 if final is None else final
     if pca is None:
         pca = pca_directions(snapshots, final, k=k)
@@ -125,29 +135,4 @@ def project_snapshots(
     )
 
 
-def project_trajectory(
-    run: Any,
-    *,
-    pca: PCAResult | None = None,
-    samples: int | None = 512,
-    split: str = "train",
-    seed: int = 0,
-    progress: ProgressFn | None = None,
-) -> TrajectoryProjection:
-    """Project a run's stored trajectory onto the PCA plane through its final weights.
-
-    Args:
-        run: a loaded :class:`~landscape_core.runs.Run` with trajectory snapshots.
-        pca: precomputed directions (default: top-2 PCA of ``theta_i - theta_final``).
-        samples: examples used for the losses (``None``: all).
-        split: ``"train"`` or ``"test"``.
-        seed: seed of the fixed analysis subset.
-    """
-    from .functional import loss_function_for_run
-
-    snaps, steps = run.trajectory()
-    loss_fn = loss_function_for_run(run, split=split, samples=samples, seed=seed)
-    return project_snapshots(loss_fn, snaps, steps, pca=pca, progress=progress)
-
-
-__all__ = ["TrajectoryProjection", "project_snapshots", "project_trajectory"]
+__all__ = ["TrajectoryProjection", "project_snapshots"]

@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from landscape_core.constants import DIRECTION_KINDS
+
 from .cache import load_run_cached
 
 Progress = Callable[[float, str], None]
 COMPUTE_COUNT: Counter = Counter()
-DIRECTION_KINDS = ("random", "pca", "hessian", "gradient", "runs")
 
 
 def _count(name: str) -> None:
@@ -159,9 +160,9 @@ def run_summary(run_path: str) -> dict:
 
 
 def _loss_fn(run: Any, samples: int | None, split: str, seed: int) -> Any:
-    from landscape_core.functional import loss_function_for_run
+    from landscape_core.analyses.resolve import loss_function
 
-    return loss_function_for_run(run, split=split, samples=samples, seed=seed)
+    return loss_function(run, split=split, samples=samples, seed=seed, device=None)
 
 
 # --- surfaces -------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def compute_surface_dict(run_path: str, settings: Mapping[str, Any], progress: P
     run paths for ``runs``: one for a line, two for a plane), ``dims``, ``span``, ``grid``, ``samples``,
     ``split``, ``seed``, ``normalization``, ``ignore_1d``.
     """
-    from landscape_core.surface import compute_surface
+    from landscape_core.analyses.surface import compute_surface
 
     s = dict(settings)
     kind = s.pop("directions", "random")
@@ -217,7 +218,7 @@ def cached_surface(run_path: str, weights_hash: str, **settings: Any) -> dict:
 
 def cached_hessian(run_path: str, weights_hash: str, **settings: Any) -> dict:
     """Cached ``analyze_hessian(run, **settings).to_dict()`` (``progress=`` optional, never hashed)."""
-    from landscape_core.curvature import analyze_hessian
+    from landscape_core.analyses.hessian import analyze_hessian
 
     progress = settings.pop("progress", None)
     frozen = _freeze(settings)
@@ -236,14 +237,10 @@ def resmooth_density(density: Mapping[str, Any], sigma: float, grid_size: int = 
 
 
 def ritz_history(alpha: Sequence[float], beta: Sequence[float]) -> list[list[float]]:
-    """Ritz values after each Lanczos step: eigenvalues of the leading ``m x m`` block of ``T``."""
-    a = np.asarray(alpha, np.float64)
-    b = np.asarray(beta, np.float64)
-    out = []
-    for m in range(1, len(a) + 1):
-        T = np.diag(a[:m]) + np.diag(b[: m - 1], 1) + np.diag(b[: m - 1], -1)
-        out.append(np.linalg.eigvalsh(T).tolist())
-    return out
+    """Ritz values after each Lanczos step (``landscape_core.analyses.hessian.ritz_history``)."""
+    from landscape_core.analyses.hessian import ritz_history as _ritz_history
+
+    return _ritz_history(alpha, beta)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -255,32 +252,11 @@ def cached_estimator_study(run_path: str, weights_hash: str, samples: int | None
     standard error is drawn from them), and, for models with at most ``exact.MAX_EXACT_PARAMS``
     parameters, the exact eigenvalues and trace of the dense float64 Hessian.
     """
-    import torch
-
-    from landscape_core.exact import MAX_EXACT_PARAMS, exact_spectrum
-    from landscape_core.hessian import hessian_operator
-    from landscape_core.lanczos import lanczos_tridiagonal
-    from landscape_core.trace import hutchinson
+    from landscape_core.analyses.study import estimator_study
 
     _count("estimators")
-    run = load_run_cached(run_path)
-    lf = _loss_fn(run, samples, split, seed)
-    op = hessian_operator(lf)
-    v0 = torch.randn(op.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    a, b = lanczos_tridiagonal(op, v0, min(lanczos_steps, op.dim))
-    tr = hutchinson(op, probes, seed=seed)
-    out: dict[str, Any] = {
-        "num_params": op.dim,
-        "ritz_history": ritz_history(a, b),
-        "hutchinson": [float(x) for x in tr.estimates],
-        "exact_eigenvalues": None,
-        "exact_trace": None,
-        "settings": {"samples": samples, "split": split, "seed": seed, "lanczos_steps": lanczos_steps, "probes": probes},
-    }
-    if exact and op.dim <= MAX_EXACT_PARAMS:
-        ev = exact_spectrum(lf)
-        out["exact_eigenvalues"] = [float(x) for x in ev[::-1]]
-        out["exact_trace"] = float(np.sum(ev))
+    out = estimator_study(load_run_cached(run_path), samples=samples, split=split, seed=seed,
+                          lanczos_steps=lanczos_steps, probes=probes, exact=exact).to_dict()
     out["computed_at"] = time.time()
     return out
 
@@ -289,26 +265,12 @@ def cached_sample_budget(run_path: str, weights_hash: str, budgets: Sequence[int
                          split: str = "train", progress: Progress | None = None) -> dict:
     """lambda_max and trace estimated on data subsets of several sizes and seeds: how estimates stabilise
     as the sample budget grows (the spread across seeds is the subsampling variance)."""
-    from landscape_core.curvature import analyze_hessian
+    from landscape_core.analyses.study import sample_budget
 
     budgets, seeds = tuple(int(b) for b in budgets), tuple(int(s) for s in seeds)
-
-    def compute() -> dict:
-        run = load_run_cached(run_path)
-        n_train = len(run.train_data[1])
-        rows = []
-        total = len(budgets) * len(seeds)
-        for i, n in enumerate(budgets):
-            for j, s in enumerate(seeds):
-                if progress is not None:
-                    progress((i * len(seeds) + j) / total, f"{n} examples, seed {s}")
-                r = analyze_hessian(run, top_k=1, trace=True, trace_probes=30, smallest=False,
-                                    samples=min(n, n_train), split=split, seed=s, tol=1e-4)
-                rows.append({"samples": min(n, n_train), "seed": s, "lambda_max": r.eigenvalues[0],
-                             "trace": (r.trace or {}).get("mean")})
-        return {"rows": rows}
-
-    return _cached("sample_budget", (run_path, weights_hash, budgets, seeds, split), compute)
+    return _cached("sample_budget", (run_path, weights_hash, budgets, seeds, split),
+                   lambda: sample_budget(load_run_cached(run_path), budgets, seeds, split=split,
+                                         progress=progress).to_dict())
 
 
 # --- trajectory, connectivity, flatness, noise ---------------------------------------------------
@@ -320,7 +282,7 @@ def _as_dict(x: Any) -> dict:
 
 def cached_trajectory(run_path: str, weights_hash: str, **settings: Any) -> dict:
     """Cached ``project_trajectory(run, **settings).to_dict()`` (``progress=`` optional)."""
-    from landscape_core.trajectory import project_trajectory
+    from landscape_core.analyses.trajectory import project_trajectory
 
     progress = settings.pop("progress", None)
     frozen = _freeze(settings)
@@ -343,27 +305,17 @@ def cached_pca_variance(run_path: str, weights_hash: str, k: int = 10) -> list[f
 
 
 def _plane_surface(run_a: Any, run_b: Any, res: Any, settings: Mapping[str, Any], grid: int) -> dict | None:
-    """Loss over the plane through A, B and the trained Bezier control point C (same data subset as the
-    path), in the plane's orthonormal basis (origin A, first axis towards B), so the connectivity result's
-    ``plane`` coordinates of A, B, C and of the curve can be drawn on it directly."""
-    from landscape_core import surface as S
-    from landscape_core.directions import DirectionSet, plane_through
+    """Loss over the plane through A, B and the trained Bezier control point C, in the basis of the
+    result's ``plane`` coordinates (``landscape_core.analyses.connectivity.plane_surface``)."""
+    from landscape_core.analyses.connectivity import plane_surface
     from landscape_core.params import detached_params
 
-    if res.control is None or res.plane is None:
-        return None
     lf = _loss_fn(run_a, settings.get("samples", 512), settings.get("split", "train"), int(settings.get("seed", 0)))
-    theta_a = lf.params0
-    theta_b = {k: v.to(lf.device, lf.dtype) for k, v in detached_params(run_b.model).items()}
-    control = {k: v.to(lf.device, lf.dtype) for k, v in res.control.items()}
-    origin, d1, d2, coords = plane_through(theta_a, theta_b, control)
-    pts = np.vstack([coords, np.asarray(res.plane["curve"], np.float64)])
-    lo, hi = pts.min(0), pts.max(0)
-    pad = 0.25 * np.maximum(hi - lo, 1e-9)
-    span = ((float(lo[0] - pad[0]), float(hi[0] + pad[0])), (float(lo[1] - pad[1]), float(hi[1] + pad[1])))
-    ds = DirectionSet("runs", [d1, d2], None, "none", False, labels=("distance along A->B", "distance towards C"))
-    out = S.surface_2d(lf, d1, d2, span=span, grid=int(grid), origin=origin, directions=ds).to_dict()
-    out["labels"] = list(ds.labels)
+    surf = plane_surface(lf, detached_params(run_b.model), res, grid)
+    if surf is None:
+        return None
+    out = surf.to_dict()
+    out["labels"] = list(surf.directions.labels)
     return out
 
 
@@ -374,7 +326,7 @@ def cached_connectivity(path_a: str, hash_a: str, path_b: str, hash_b: str, *, p
     For a Bezier curve with ``plane_grid > 0`` the result also holds ``plane_surface``: the loss over the
     plane through A, B and the trained control point (see :func:`_plane_surface`).
     """
-    from landscape_core.connectivity import connect_runs
+    from landscape_core.analyses.connectivity import connect_runs
 
     progress = settings.pop("progress", None)
     frozen = _freeze(settings)
@@ -394,7 +346,7 @@ def cached_connectivity(path_a: str, hash_a: str, path_b: str, hash_b: str, *, p
 
 def cached_flatness(run_path: str, weights_hash: str, **settings: Any) -> dict:
     """Cached ``flatness_summary(run, **settings).to_dict()`` (``progress=`` optional)."""
-    from landscape_core.flatness import flatness_summary
+    from landscape_core.analyses.flatness import flatness_summary
 
     progress = settings.pop("progress", None)
     frozen = _freeze(settings)
@@ -409,40 +361,16 @@ def cached_invariance(run_path: str, weights_hash: str, **settings: Any) -> dict
     network uses another activation (tanh...), the demo runs on the same architecture and weights with
     ReLU instead, and says so (``"relu_substitute": True``): no rescaling preserves a tanh network.
     """
-    from landscape_core.flatness import invariance_demo
+    from landscape_core.analyses.invariance import invariance_demo
 
     frozen = _freeze(settings)
-
-    def compute() -> dict:
-        run = load_run_cached(run_path)
-        kw = _thaw(frozen)
-        try:
-            out = _as_dict(invariance_demo(run, **kw))
-            out["relu_substitute"] = False
-            return out
-        except ValueError:
-            if (run.meta.get("model") or {}).get("kwargs", {}).get("activation") in (None, "relu"):
-                raise
-        from landscape_core.data import analysis_subset
-        from landscape_core.models import build_model
-
-        spec = copy.deepcopy(run.meta["model"])
-        spec["kwargs"]["activation"] = "relu"
-        model = build_model(spec, seed=0)
-        model.load_state_dict(run.model.state_dict())
-        model.eval()
-        samples = kw.pop("samples", 256)
-        X, y = analysis_subset(*run.train_data, samples, seed=int(kw.get("seed", 0)))
-        out = _as_dict(invariance_demo(model, X, y, **kw))
-        out["relu_substitute"] = True
-        return out
-
-    return _cached("invariance", (run_path, weights_hash, frozen), compute)
+    return _cached("invariance", (run_path, weights_hash, frozen),
+                   lambda: invariance_demo(load_run_cached(run_path), substitute_relu=True, **_thaw(frozen)).to_dict())
 
 
 def cached_noise(run_path: str, weights_hash: str, **settings: Any) -> dict:
     """Cached ``noise_vs_batch_size(run, **settings)`` as a dict (``progress=`` optional)."""
-    from landscape_core.noise import noise_vs_batch_size
+    from landscape_core.analyses.noise import noise_vs_batch_size
 
     progress = settings.pop("progress", None)
     frozen = _freeze(settings)
@@ -455,13 +383,8 @@ def cached_noise(run_path: str, weights_hash: str, **settings: Any) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def cost_string(run_path: str, weights_hash: str, samples: int | None, forwards: int = 0, hvps: int = 0) -> str:
-    """Human-readable estimate of a computation's cost (``landscape_core.cost`` when present: times one
-    forward and one HVP, multiplies)."""
-    try:
-        from landscape_core import cost as C
-    except ImportError:
-        return f"{forwards} loss evaluations + {hvps} Hessian-vector products on {samples or 'all'} examples"
-    run = load_run_cached(run_path)
-    lf = _loss_fn(run, samples, "train", 0)
-    est = C.estimate_cost(lf, forwards=forwards, hvps=hvps)
-    return est.describe() if hasattr(est, "describe") else str(est)
+    """Human-readable estimate of a computation's cost (``landscape_core.analyses.cost``: times one
+    forward and one HVP on the same analysis subset, multiplies by the counts)."""
+    from landscape_core.analyses.cost import plan_units
+
+    return plan_units(load_run_cached(run_path), forwards=forwards, hvps=hvps, samples=samples).describe()

@@ -1,7 +1,10 @@
 """Download payloads for the analysis pages: surfaces as ``.npz`` / ``.vtp`` (ParaView) / ``.png``,
 figures as self-contained interactive HTML, tables as CSV.
 
-Everything returns ``bytes`` for ``st.download_button``. PNG is written by a small pure-NumPy encoder
+Everything returns ``bytes`` for ``st.download_button``. Surfaces are the engine's typed results
+(``Surface`` / ``SurfaceResult``, or their ``to_dict()``); ``.npz`` and ``.vtp`` come from the engine's
+one writer each (:mod:`landscape_core.export`), so a downloaded ``.npz`` loads with
+``landscape_core.load_npz``. PNG is written by a small pure-NumPy encoder
 (colour-mapped grid, zlib-compressed scanlines, CRC-checked chunks; PNG spec, W3C 2003) because
 Plotly's static export needs kaleido, which is not installed.
 """
@@ -17,41 +20,89 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from landscape_core.export import PNG_SIGNATURE, png_bytes
+from landscape_core.analyses.surface import SurfaceResult
+from landscape_core.directions import DirectionSet
+from landscape_core.export import PNG_SIGNATURE, npz_bytes, png_bytes, vtp_bytes
+from landscape_core.surface import Surface
+from landscape_core.trajectory import TrajectoryProjection
 
-from .figures import color_values, surface_arrays, trajectory_xy
+from .figures import color_values
+
+SurfaceLike = Surface | SurfaceResult | Mapping[str, Any]
+
+
+def _nan_grid(d: Mapping[str, Any], key: str, like: np.ndarray) -> np.ndarray:
+    v = d.get(key)
+    return np.full_like(like, np.nan) if v is None else np.asarray(
+        [[np.nan if x is None else x for x in row] for row in v] if like.ndim == 2 else
+        [np.nan if x is None else x for x in v], np.float64)
+
+
+def as_surface(surface: SurfaceLike) -> tuple[Surface, SurfaceResult | None]:
+    """The engine :class:`Surface` (and its :class:`SurfaceResult` when given one) behind a download.
+
+    A mapping is read as ``Surface.to_dict()`` / ``SurfaceResult.to_dict()`` (the engine's key names);
+    ``accuracy``, ``center_loss`` and ``directions`` may be missing (``nan`` / a ``"custom"`` set).
+    """
+    if isinstance(surface, SurfaceResult):
+        return surface.surface, surface
+    if isinstance(surface, Surface):
+        return surface, None
+    d = surface
+    if "run" in d and "weights_hash" in d and "directions" in d:
+        res = SurfaceResult.from_dict(dict(d))
+        return res.surface, res
+    loss = np.asarray([[np.nan if x is None else x for x in row] for row in d["loss"]]
+                      if d.get("betas") is not None else [np.nan if x is None else x for x in d["loss"]], np.float64)
+    dirs = d.get("directions")
+    ds = DirectionSet.from_dict(dirs) if dirs else DirectionSet(
+        "custom", [], None, "none", False, labels=tuple(d.get("labels") or ()),
+        summary={"n_directions": 1 if d.get("betas") is None else 2, "norms": [], "cosine": None})
+    surf = Surface(
+        alphas=np.asarray(d["alphas"], np.float64),
+        betas=None if d.get("betas") is None else np.asarray(d["betas"], np.float64),
+        loss=loss, accuracy=_nan_grid(d, "accuracy", loss),
+        center_loss=float("nan") if d.get("center_loss") is None else float(d["center_loss"]),
+        center_accuracy=float("nan") if d.get("center_accuracy") is None else float(d["center_accuracy"]),
+        directions=ds, seed=d.get("seed"), settings=dict(d.get("settings") or {}),
+    )
+    return surf, None
+
+
+def _trajectory_xy(traj: TrajectoryProjection | Mapping[str, Any] | None) -> np.ndarray | None:
+    """``(S, 2)`` plane coordinates of a projected trajectory (``TrajectoryProjection`` or its dict)."""
+    if traj is None:
+        return None
+    if isinstance(traj, TrajectoryProjection):
+        return np.asarray(traj.coords, np.float64)[:, :2]
+    if traj.get("coords") is not None:
+        return np.asarray(traj["coords"], np.float64)[:, :2]
+    return np.stack([np.asarray(traj["x"], np.float64), np.asarray(traj["y"], np.float64)], 1)
+
 
 # --- npz -----------------------------------------------------------------------------------------
 
 
-def surface_npz_bytes(surface: Mapping[str, Any]) -> bytes:
-    """``.npz`` with ``alphas``, ``betas`` (2-D), ``loss``, ``accuracy`` (engine layout: ``loss[j, i]``
-    at ``(alphas[i], betas[j])``), ``center_loss``, optional ``trajectory_xy`` / ``run_coords`` and
-    ``meta_json`` (directions, seed, settings) so the surface can be reproduced."""
-    x, y, Z = surface_arrays(surface, "loss")
-    arrays: dict[str, np.ndarray] = {"alphas": x.astype(np.float64), "loss": Z.astype(np.float64)}
-    if y is not None:
-        arrays["betas"] = y.astype(np.float64)
-    try:
-        arrays["accuracy"] = surface_arrays(surface, "accuracy")[2].astype(np.float64)
-    except ValueError:
-        pass
-    if surface.get("center_loss") is not None:
-        arrays["center_loss"] = np.float64(surface["center_loss"])
-    traj = surface.get("trajectory")
-    if traj:
-        tx, ty = trajectory_xy(traj)
-        arrays["trajectory_xy"] = np.stack([tx.astype(np.float64), ty.astype(np.float64)], 1)
+def surface_npz_bytes(surface: SurfaceLike, trajectory: Any = None) -> bytes:
+    """The engine's surface file (:func:`landscape_core.export.npz_bytes`: loads back with
+    ``landscape_core.load_npz``), plus ``center_loss``, the projected trajectory (``trajectory_xy`` and
+    ``trajectory_<steps|true_loss|plane_loss|residual_norm>``) and ``run_coords`` when present."""
+    surf, res = as_surface(surface)
+    extra: dict[str, np.ndarray] = {"center_loss": np.float64(surf.center_loss)}
+    if trajectory is None:
+        trajectory = res.trajectory if res is not None else (
+            surface.get("trajectory") if isinstance(surface, Mapping) else None)
+    xy = _trajectory_xy(trajectory)
+    if xy is not None:
+        extra["trajectory_xy"] = xy
+        t = trajectory.to_dict() if isinstance(trajectory, TrajectoryProjection) else trajectory
         for k in ("steps", "true_loss", "plane_loss", "residual_norm"):
-            if traj.get(k) is not None:
-                arrays[f"trajectory_{k}"] = np.asarray(traj[k], np.float64)
-    if surface.get("run_coords"):
-        arrays["run_coords"] = np.asarray(surface["run_coords"], np.float64)
-    meta = {k: surface.get(k) for k in ("directions", "seed", "settings", "labels", "request", "grid", "dims")}
-    arrays["meta_json"] = np.array(json.dumps(meta, default=str))
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
+            if t.get(k) is not None:
+                extra[f"trajectory_{k}"] = np.asarray([np.nan if v is None else v for v in t[k]], np.float64)
+    points = res.points if res is not None else None
+    if points:
+        extra["run_coords"] = np.asarray([p["coords"] for p in points], np.float64)
+    return npz_bytes(surf, extra=extra)
 
 
 def arrays_npz_bytes(**arrays: Any) -> bytes:
@@ -64,63 +115,11 @@ def arrays_npz_bytes(**arrays: Any) -> bytes:
 # --- vtp (VTK XML PolyData) ------------------------------------------------------------------------
 
 
-def _vtk_floats(a: np.ndarray) -> str:
-    return " ".join(f"{float(v):.9g}" if np.isfinite(v) else "nan" for v in np.asarray(a).reshape(-1))
-
-
-def surface_vtp_bytes(surface: Mapping[str, Any], *, log: bool = False) -> bytes:
-    """The 2-D surface as a VTK XML PolyData file (``.vtp``, ASCII): points ``(alpha, beta, z)`` with
-    z the loss (or log10 loss), one quad per grid cell, ``loss`` and ``accuracy`` as point data.
-
-    A 1-D scan becomes a polyline. Opens in ParaView for publication-quality renderings.
-    """
-    x, y, Z = surface_arrays(surface, "loss")
-    try:
-        acc = surface_arrays(surface, "accuracy")[2]
-    except ValueError:
-        acc = None
-    zc = color_values(Z, log).astype(np.float64)
-    if y is None:
-        pts = np.stack([x, np.zeros_like(x), zc], 1)
-        n = len(x)
-        conn = " ".join(str(i) for i in range(n))
-        cells = f'<Lines><DataArray type="Int32" Name="connectivity" format="ascii">{conn}</DataArray>' \
-                f'<DataArray type="Int32" Name="offsets" format="ascii">{n}</DataArray></Lines>'
-        n_lines, n_polys = 1, 0
-        vals, accv = Z.reshape(-1), None if acc is None else acc.reshape(-1)
-    else:
-        ny, nx = Z.shape
-        X, Y = np.meshgrid(x, y)  # (ny, nx), point index j*nx + i
-        pts = np.stack([X.ravel(), Y.ravel(), zc.ravel()], 1)
-        quads = []
-        for j in range(ny - 1):
-            for i in range(nx - 1):
-                p = j * nx + i
-                quads.append((p, p + 1, p + nx + 1, p + nx))
-        q = np.asarray(quads, np.int64).reshape(-1, 4)
-        conn = " ".join(str(int(v)) for v in q.ravel())
-        offs = " ".join(str(4 * (k + 1)) for k in range(len(q)))
-        cells = f'<Polys><DataArray type="Int32" Name="connectivity" format="ascii">{conn}</DataArray>' \
-                f'<DataArray type="Int32" Name="offsets" format="ascii">{offs}</DataArray></Polys>'
-        n_lines, n_polys = 0, len(q)
-        vals, accv = Z.ravel(), None if acc is None else acc.ravel()
-    point_data = f'<DataArray type="Float64" Name="loss" format="ascii">{_vtk_floats(vals)}</DataArray>'
-    if accv is not None:
-        point_data += f'<DataArray type="Float64" Name="accuracy" format="ascii">{_vtk_floats(accv)}</DataArray>'
-    title = escape(json.dumps({"labels": surface.get("labels"), "seed": surface.get("seed")}, default=str))
-    xml = (
-        '<?xml version="1.0"?>\n'
-        f'<!-- Landscape Explorer loss surface {title} -->\n'
-        '<VTKFile type="PolyData" version="0.1" byte_order="LittleEndian">\n'
-        '<PolyData>\n'
-        f'<Piece NumberOfPoints="{len(pts)}" NumberOfVerts="0" NumberOfLines="{n_lines}" NumberOfStrips="0" '
-        f'NumberOfPolys="{n_polys}">\n'
-        f'<PointData Scalars="loss">{point_data}</PointData>\n'
-        f'<Points><DataArray type="Float64" NumberOfComponents="3" format="ascii">{_vtk_floats(pts)}</DataArray></Points>\n'
-        f'{cells}\n'
-        '</Piece>\n</PolyData>\n</VTKFile>\n'
-    )
-    return xml.encode()
+def surface_vtp_bytes(surface: SurfaceLike, *, log: bool = False) -> bytes:
+    """The surface as VTK XML PolyData (:func:`landscape_core.export.vtp_bytes`): points
+    ``(alpha, beta, z)`` with z the loss (or log10 loss), one quad per grid cell, ``loss`` and
+    ``accuracy`` as point data; a 1-D scan becomes a polyline. Opens in ParaView."""
+    return vtp_bytes(as_surface(surface)[0], log=log, cells="quads")
 
 
 # --- png -------------------------------------------------------------------------------------------
@@ -140,7 +139,7 @@ def colormap_lut(colorscale: str = "Viridis", n: int = 256) -> np.ndarray:
 
 
 def surface_png_bytes(
-    surface: Mapping[str, Any],
+    surface: SurfaceLike,
     *,
     metric: str = "loss",
     log: bool = False,
@@ -152,7 +151,11 @@ def surface_png_bytes(
     """A colour-mapped image of the 2-D surface (beta up, alpha right), each grid cell ``scale`` pixels
     wide (default: enough for ~400 px), the trained point (0, 0) in white and an optional trajectory in
     red. Returns ``(png, (width, height))``. A 1-D scan becomes a one-row strip."""
-    x, y, Z = surface_arrays(surface, metric)
+    surf, _ = as_surface(surface)
+    if metric not in ("loss", "accuracy"):
+        raise ValueError(f"unknown metric {metric!r}; choose 'loss' or 'accuracy'")
+    x, y = np.asarray(surf.alphas, np.float64), None if surf.betas is None else np.asarray(surf.betas, np.float64)
+    Z = np.asarray(surf.loss if metric == "loss" else surf.accuracy, np.float64)
     C = color_values(Z, log).astype(np.float64)
     if y is None:
         C = C[None, :]
@@ -173,8 +176,9 @@ def surface_png_bytes(
         i0, j0 = int(round(ci)), int(round(cj))
         img[max(j0 - r, 0) : j0 + r + 1, max(i0 - r, 0) : i0 + r + 1] = color
 
-    if trajectory is not None:
-        for px, py in zip(*trajectory_xy(trajectory)):
+    xy = _trajectory_xy(trajectory)
+    if xy is not None:
+        for px, py in xy:
             mark(float(px), float(py), (214, 39, 40), max(1, s // 3))
     mark(0.0, 0.0, (255, 255, 255), max(2, s // 2))
     img = img[::-1]  # PNG rows go top-down: put the largest beta at the top

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from ..progress import ProgressFn
 from .common import (
     CLIError,
     add_device_flag,
@@ -16,7 +17,7 @@ from .common import (
 )
 
 
-def fraction_progress(desc: str) -> tuple[Callable[[float, str], None], Callable[[], None]]:
+def fraction_progress(desc: str) -> tuple[ProgressFn, Callable[[], None]]:
     """A ``progress(fraction, message)`` callback drawing a tqdm bar on stderr, and its ``close``."""
     from .common import tqdm_progress
 
@@ -84,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from ..connectivity import check_compatible, connect_runs
+    from ..analyses.connectivity import connect_runs
+    from ..connectivity import check_compatible
 
     run_a = load_named_run(args.run_a, args.device)
     run_b = load_named_run(args.run_b, args.device)

@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from ..flatness import flatness_summary, invariance_demo
+    from ..analyses.flatness import flatness_summary
+    from ..analyses.invariance import invariance_demo
     from .connect import fraction_progress, load_named_run
 
     r = load_named_run(args.run, args.device)
@@ -68,5 +69,5 @@ def run(args: argparse.Namespace) -> dict:
         out["invariance"] = invariance_demo(
             r, c=args.c, samples=args.samples, seed=args.seed, epsilon=args.epsilon, rho=args.rho,
             ascent_steps=args.ascent_steps,
-        )
+        ).to_dict()
     return out

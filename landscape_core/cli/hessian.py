@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_hessian(args: argparse.Namespace) -> dict:
     import sys
 
-    from ..curvature import analyze_hessian
+    from ..analyses.hessian import analyze_hessian
     from ..runs import load_run
 
     if not args.tol > 0:  # validate before any progress output, so the error is the only stderr line

@@ -39,12 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from ..functional import loss_function_for_run
-    from ..noise import gradient_noise_scale, noise_vs_batch_size
+    from ..analyses.noise import gradient_noise_scale, noise_vs_batch_size
+    from ..analyses.resolve import loss_function
     from .connect import fraction_progress, load_named_run
 
     r = load_named_run(args.run, args.device)
-    fn = loss_function_for_run(r, split=args.split, samples=args.samples, seed=args.seed)
+    fn = loss_function(r, split=args.split, samples=args.samples, seed=args.seed, device=None)
     b_big = args.b_big if args.b_big is not None else min(512, fn.n)
     b_small = args.b_small if args.b_small is not None else max(1, min(32, b_big // 4))
     if b_big > fn.n:
@@ -55,9 +55,10 @@ def run(args: argparse.Namespace) -> dict:
     try:
         res = gradient_noise_scale(
             fn, b_small=b_small, b_big=b_big, n_batches=args.batches, seed=args.seed, per_layer=args.per_layer,
-            progress=progress,
+            progress=progress, samples=args.samples, split=args.split,
         )
-        sweep = noise_vs_batch_size(fn, args.sweep, n_batches=args.batches, seed=args.seed) if args.sweep else None
+        sweep = noise_vs_batch_size(fn, args.sweep, n_batches=args.batches, seed=args.seed, samples=args.samples,
+                                    split=args.split) if args.sweep else None
     finally:
         close()
     out = {"run": str(r.path), **res.to_dict()}

@@ -52,9 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_surface(args: argparse.Namespace) -> dict:
+    from ..analyses.surface import compute_surface
     from ..export import save_npz, save_vtp
     from ..runs import load_run
-    from ..surface import compute_surface
 
     if args.n_jobs == 0 or args.n_jobs < -1:
         raise CLIError(f"--n-jobs must be >= 1 or -1, got {args.n_jobs}")

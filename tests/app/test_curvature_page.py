@@ -89,7 +89,7 @@ def test_exact_spectrum_matches_estimators_and_controls(app_test):
     at.button(key="curv_budget_btn").click().run()
     assert not at.exception, [e.value for e in at.exception]
     lam = figure_arrays(_chart(at, "curv_budget_lam"), 0, "y").astype(np.float64)
-    from landscape_core.curvature import analyze_hessian
+    from landscape_core.analyses.hessian import analyze_hessian
 
     ref = [analyze_hessian(load_run(TINY), top_k=1, trace=True, trace_probes=30, smallest=False, samples=64, seed=s,
                            tol=1e-4).eigenvalues[0] for s in (0, 1, 2)]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from app_helpers import chart_by_key as _chart
 
-from landscape_core.flatness import flatness_summary
-from landscape_core.noise import noise_vs_batch_size
+from landscape_core.analyses.flatness import flatness_summary
+from landscape_core.analyses.noise import noise_vs_batch_size
 from landscape_core.runs import checkpoints_dir, load_run
 from ui import exports
 from ui.figures import figure_arrays

@@ -118,7 +118,7 @@ def _demo_row(name: str, weights_hash: str | None = None) -> dict:
 
 
 def test_shipped_analyses_equal_a_fresh_computation():
-    from landscape_core.curvature import analyze_hessian
+    from landscape_core.analyses.hessian import analyze_hessian
     from landscape_core.runs import load_run
     from ui.analysis import compute_surface_dict
     from ui.home_ui import CURVATURE, SURFACE, shipped_analysis

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
+from landscape_core.analyses.connectivity import connect_runs
 from landscape_core.connectivity import (
     barrier_of,
     bezier_curve,
     bezier_point,
     check_compatible,
-    connect_runs,
     linear_path,
     recalibrate_bn,
 )

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape_core.curvature import analyze_hessian
+from landscape_core.analyses.hessian import analyze_hessian
 from landscape_core.exact import dense_hessian
 from landscape_core.functional import LossFunction
 from landscape_core.models import build_model, model_spec
@@ -95,7 +95,7 @@ def _subset(run, n, seed):
 def test_cost_estimate_multiplies_unit_costs(tiny):
     import re
 
-    from landscape_core.cost import estimate_cost
+    from landscape_core.analyses.cost import estimate_cost
 
     m, lf, _ = tiny
     h0 = model_hash(m)
@@ -114,7 +114,8 @@ def test_cost_estimate_multiplies_unit_costs(tiny):
 
 
 def test_planned_hvps_and_analysis_cost(tiny):
-    from landscape_core.curvature import estimate_analysis_cost, planned_hvps
+    from landscape_core.analyses.cost import estimate_analysis_cost
+    from landscape_core.analyses.hessian import planned_hvps
 
     _, lf, _ = tiny
     assert planned_hvps(1000, top_k=5, trace=True, trace_probes=50, smallest=False) == 25 + 50

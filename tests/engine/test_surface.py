@@ -10,16 +10,16 @@ import pytest
 import torch
 from torch import nn
 
+from landscape_core.analyses.surface import compute_surface
 from landscape_core.data import DatasetSpec, load_dataset
 from landscape_core.directions import random_direction, random_plane
+from landscape_core.evaluator import BatchedEvaluator
 from landscape_core.export import load_npz, read_vtp_array, save_npz, save_vtp
 from landscape_core.functional import LossFunction, loss_function_for_run
 from landscape_core.models import MLP, SmallCNN, build_model, model_spec
 from landscape_core.params import lincomb, model_hash
 from landscape_core.runs import load_run, save_run
 from landscape_core.surface import (
-    BatchedEvaluator,
-    compute_surface,
     progressive_surface_2d,
     surface_1d,
     surface_2d,

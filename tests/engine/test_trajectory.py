@@ -7,13 +7,14 @@ import pytest
 import torch
 from torch import nn
 
+from landscape_core.analyses.trajectory import project_trajectory
 from landscape_core.data import DatasetSpec, load_dataset
 from landscape_core.directions import pca_directions
 from landscape_core.functional import LossFunction, loss_function_for_run
 from landscape_core.models import build_model, model_spec
 from landscape_core.params import flatten, model_hash, unflatten
 from landscape_core.runs import load_run, save_run
-from landscape_core.trajectory import project_snapshots, project_trajectory
+from landscape_core.trajectory import project_snapshots
 
 
 @pytest.fixture(scope="module")

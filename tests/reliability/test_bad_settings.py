@@ -90,7 +90,7 @@ def test_unknown_direction_normalisation(moons_run):
 
 
 def test_samples_zero(moons_run):
-    from landscape_core.curvature import analyze_hessian
+    from landscape_core.analyses.hessian import analyze_hessian
 
     with pytest.raises(ValueError, match="samples must be >= 1"):
         loss_function_for_run(moons_run, samples=0)
@@ -99,7 +99,7 @@ def test_samples_zero(moons_run):
 
 
 def test_k_larger_than_the_parameter_count(moons_run):
-    from landscape_core.curvature import analyze_hessian
+    from landscape_core.analyses.hessian import analyze_hessian
 
     n = sum(p.numel() for p in moons_run.model.parameters())
     with pytest.raises(ValueError, match=f"top_k must be between 1 and the number of parameters {n}, got {n + 1}"):
@@ -121,7 +121,7 @@ def test_surface_grid_and_span(moons_run, grid, span, match):
 
 
 def test_analysis_never_mutates_the_run_model_on_bad_settings(moons_run):
-    from landscape_core.curvature import analyze_hessian
+    from landscape_core.analyses.hessian import analyze_hessian
     from landscape_core.params import model_hash
 
     before = model_hash(moons_run.model)

@@ -104,7 +104,7 @@ def test_joblib_memory_recomputes_a_corrupted_output():
 
 
 def test_compute_surface_survives_a_corrupted_cache_entry():
-    from landscape_core.surface import compute_surface
+    from landscape_core.analyses.surface import compute_surface
 
     run = load_run(checkpoints_dir() / "moons-tiny")
     kw = {"grid": 5, "samples": 64, "span": 0.5, "seed": 1}

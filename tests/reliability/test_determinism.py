@@ -67,9 +67,9 @@ def moons_run():
 
 
 def test_analyses_are_deterministic_for_a_seed(moons_run):
-    from landscape_core.curvature import analyze_hessian
-    from landscape_core.flatness import flatness_summary
-    from landscape_core.surface import compute_surface
+    from landscape_core.analyses.flatness import flatness_summary
+    from landscape_core.analyses.hessian import analyze_hessian
+    from landscape_core.analyses.surface import compute_surface
 
     hk = {"top_k": 3, "samples": 128, "trace_probes": 8, "seed": 4, "smallest": False}
     h1 = analyze_hessian(moons_run, **hk).to_dict()

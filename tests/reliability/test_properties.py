@@ -130,7 +130,7 @@ analysis_settings = one_fault(
 
 
 def test_surface_settings_run_or_fail_clearly(moons_run):
-    from landscape_core.surface import compute_surface
+    from landscape_core.analyses.surface import compute_surface
 
     outcomes: list[str] = []
 
@@ -172,7 +172,7 @@ hessian_settings = one_fault(
 
 
 def test_hessian_settings_run_or_fail_clearly(moons_run):
-    from landscape_core.curvature import analyze_hessian
+    from landscape_core.analyses.hessian import analyze_hessian
 
     outcomes: list[str] = []
     before = model_hash(moons_run.model)
@@ -219,7 +219,7 @@ flatness_settings = one_fault(
 
 
 def test_flatness_settings_run_or_fail_clearly(moons_run):
-    from landscape_core.flatness import flatness_summary
+    from landscape_core.analyses.flatness import flatness_summary
 
     outcomes: list[str] = []
 

@@ -15,10 +15,10 @@ import psutil
 from rel_helpers import SOAK_REPORT
 from streamlit.testing.v1 import AppTest
 
-from landscape_core.curvature import analyze_hessian
-from landscape_core.flatness import flatness_summary
+from landscape_core.analyses.flatness import flatness_summary
+from landscape_core.analyses.hessian import analyze_hessian
+from landscape_core.analyses.surface import compute_surface
 from landscape_core.runs import checkpoints_dir, load_run
-from landscape_core.surface import compute_surface
 
 ROOT = Path(__file__).resolve().parents[2]
 N_ANALYSES = 60

@@ -1,4 +1,4 @@
-"""One call for a Hessian analysis of a run or a loss: what the CLI, the UI and the reports use.
+"""Hessian analysis of a run or a loss: what the CLI, the UI and the reports call.
 
 ``analyze_hessian(run)`` builds the loss on a fixed, seeded subset (eval mode, detached weights),
 the Hessian operator, and runs the estimators asked for: top-k eigenpairs (Lanczos with full
@@ -14,20 +14,23 @@ computed exactly with ``n_b`` unit-vector products when ``n_b <= trace_probes``,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from .functional import LossFunction, loss_function_for_run
-from .hessian import hessian_operator, parameter_groups
-from .lanczos import condition_number, lanczos
-from .operators import LinearOperator
-from .trace import TraceResult, hutchinson, hutchpp
-
-Progress = Callable[[float, str], None]
+from ..density import slq_density
+from ..exact import exact_spectrum
+from ..functional import LossFunction
+from ..hessian import hessian_operator, parameter_groups
+from ..lanczos import condition_number, lanczos
+from ..operators import LinearOperator
+from ..progress import ProgressFn
+from ..results import from_fields
+from ..trace import TraceResult, hutchinson, hutchpp
+from .resolve import loss_function
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,11 @@ class CurvatureResult:
             "settings": dict(self.settings),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CurvatureResult:
+        """Inverse of :meth:`to_dict`."""
+        return from_fields(cls, d)
+
 
 def exact_trace_by_unit_vectors(op: LinearOperator) -> float:
     """``sum_i e_i^T A e_i`` with ``n`` matvecs: the exact trace (for small blocks / references)."""
@@ -92,16 +100,6 @@ def _trace(op: LinearOperator, probes: int, method: str, seed: int) -> dict:
     return {"mean": r.mean, "stderr": r.stderr, "matvecs": r.matvecs, "method": r.method}
 
 
-def _loss_for(run_or_lossfn, samples, split, seed, device) -> LossFunction:
-    if isinstance(run_or_lossfn, LossFunction):
-        return run_or_lossfn
-    if hasattr(run_or_lossfn, "train_data") and hasattr(run_or_lossfn, "model"):
-        if samples is not None and (not isinstance(samples, int) or samples < 1):
-            raise ValueError(f"samples must be a positive integer or None (all), got {samples!r}")
-        return loss_function_for_run(run_or_lossfn, split=split, samples=samples, seed=seed, device=device)
-    raise ValueError(f"expected a Run or a LossFunction, got {type(run_or_lossfn).__name__}")
-
-
 def analyze_hessian(
     run_or_lossfn,
     *,
@@ -121,7 +119,7 @@ def analyze_hessian(
     tol: float = 1e-6,
     max_iter: int | None = None,
     mode: str = "auto",
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
     device: str = "cpu",
 ) -> CurvatureResult:
     """Hessian analysis of a run (or a loss function) at its trained weights.
@@ -147,7 +145,7 @@ def analyze_hessian(
         raise ValueError(f"unknown trace method {trace_method!r}; choose 'hutch++', 'krylov-hutch++' or 'hutchinson'")
     if not (isinstance(trace_probes, int) and trace_probes >= 1):
         raise ValueError(f"trace_probes must be a positive integer, got {trace_probes!r}")
-    lf = _loss_for(run_or_lossfn, samples, split, seed, device)
+    lf = loss_function(run_or_lossfn, samples=samples, split=split, seed=seed, device=device)
     op = hessian_operator(lf, mode=mode)  # type: ignore[arg-type]
     n = op.dim
     if not (isinstance(top_k, int) and 1 <= top_k <= n):
@@ -175,8 +173,6 @@ def analyze_hessian(
         tr = _trace(op, trace_probes, trace_method, seed)
     dens = None
     if density:
-        from .density import slq_density
-
         step(f"spectral density (SLQ, {density_probes} probes x {lanczos_steps} steps)")
         dens = slq_density(op, num_probes=density_probes, lanczos_steps=lanczos_steps, seed=seed).to_dict()
     layers = None
@@ -194,8 +190,6 @@ def analyze_hessian(
             })
     exact_eigs = None
     if exact:
-        from .exact import exact_spectrum
-
         step("exact spectrum (dense float64)")
         exact_eigs = exact_spectrum(lf)[::-1].tolist()
     if exact_eigs is not None:
@@ -267,22 +261,19 @@ def planned_hvps(
     return int(total)
 
 
-def estimate_analysis_cost(run_or_lossfn, *, samples: int | None = 512, split: str = "train", seed: int = 0,
-                           device: str = "cpu", **settings: Any):
-    """:class:`~landscape_core.cost.CostEstimate` of ``analyze_hessian(run_or_lossfn, **settings)``.
+def ritz_history(alpha: Sequence[float], beta: Sequence[float]) -> list[list[float]]:
+    """Ritz values after each Lanczos step: the eigenvalues of the leading ``m x m`` block of ``T``.
 
-    Times one HVP on the same loss (same subset) and multiplies by :func:`planned_hvps`.
+    ``T`` is the symmetric tridiagonal matrix with diagonal ``alpha`` and off-diagonal ``beta``; entry
+    ``m - 1`` of the result holds the ``m`` Ritz values after ``m`` steps (Golub & Van Loan, sec. 10.1).
     """
-    from .cost import estimate_cost
+    a = np.asarray(alpha, np.float64)
+    b = np.asarray(beta, np.float64)
+    out = []
+    for m in range(1, len(a) + 1):
+        T = np.diag(a[:m]) + np.diag(b[: m - 1], 1) + np.diag(b[: m - 1], -1)
+        out.append(np.linalg.eigvalsh(T).tolist())
+    return out
 
-    lf = _loss_for(run_or_lossfn, samples, split, seed, device)
-    names = list(lf.params0)
-    n = sum(v.numel() for v in lf.params0.values())
-    allowed = {"top_k", "trace", "trace_probes", "density", "density_probes", "lanczos_steps", "per_layer",
-               "smallest"}
-    unknown = sorted(set(settings) - allowed - {"trace_method", "exact", "tol", "max_iter", "mode", "progress"})
-    if unknown:
-        raise ValueError(f"unknown analysis setting {unknown[0]!r}")
-    hv = planned_hvps(n, num_layers=len(parameter_groups(names)),
-                      **{k: v for k, v in settings.items() if k in allowed})
-    return estimate_cost(lf, hvps=hv, repeats=2)
+
+__all__ = ["CurvatureResult", "analyze_hessian", "exact_trace_by_unit_vectors", "planned_hvps", "ritz_history"]

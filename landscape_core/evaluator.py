@@ -1,0 +1,564 @@
+"""The batched evaluator: loss and accuracy at many points ``theta0 + C @ D`` of parameter space at once.
+
+Moved verbatim out of :mod:`landscape_core.surface` (which keeps the ``Surface`` type and the grids).
+Speed comes from evaluating many grid points at once:
+
+* the parameters of ``P`` grid points are built as one small matmul per tensor,
+  ``W[p] = W0 + C[p] @ D`` with ``C`` the ``(P, k)`` grid coefficients, and the network is run on all
+  of them together with ``torch.func.vmap`` over ``functional_call``, so every Linear/Conv layer
+  becomes one batched matmul;
+* for chain models (``nn.Sequential``, the zoo's MLP and CNN) whose first parametrised layer is a
+  Linear or Conv2d, that layer's pre-activation is affine in the coefficients,
+  ``X W(a,b)^T = X W0^T + a X D1^T + b X D2^T`` (+ ``b0 + a db1 + b db2``), so the three products are
+  computed once per data batch and every grid point costs one small combination there.
+* for chains of Linear / eval-BatchNorm1d / activation layers (MLPs) an explicit path replaces vmap:
+  one ``bmm`` per layer with the bias folded in as a row of the weights (the activations carry a
+  column of ones), ``tanh`` rewritten exactly as ``2 sigmoid(2x) - 1`` with the factors folded into
+  the neighbouring weights (sigmoid is about twice as fast on CPU), narrow outputs padded to 16
+  columns, cache-sized blocks of examples and reused work buffers;
+* networks with convolutions after the first layer are evaluated one grid point at a time (vmap turns
+  convolutions with per-point weights into grouped convolutions, which are slower than a loop).
+
+Chunks of grid points are sized to stay under a memory budget (default 512 MB) and can be farmed out
+with :func:`landscape_core.parallel.parallel_map` (joblib loky, or a Dask cluster).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from .params import Params
+from .progress import ProgressFn
+
+DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes per chunk of grid points
+
+
+# --- the batched evaluator --------------------------------------------------------------------------
+
+
+def _chain_leaves(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The model as a flat chain of ``(name prefix, module)``, or ``None`` if it is not a plain chain."""
+    from .models import MLP, SmallCNN
+
+    if isinstance(model, MLP):
+        roots: list[tuple[str, nn.Module]] = [("net", model.net)]
+    elif isinstance(model, SmallCNN):
+        roots = [("features", model.features), ("head", model.head)]
+    elif isinstance(model, nn.Sequential):
+        roots = [("", model)]
+    else:
+        return None
+    leaves: list[tuple[str, nn.Module]] = []
+
+    def walk(prefix: str, m: nn.Module) -> None:
+        if isinstance(m, nn.Sequential):
+            for name, child in m.named_children():
+                walk(f"{prefix}.{name}" if prefix else name, child)
+        else:
+            leaves.append((prefix, m))
+
+    for prefix, m in roots:
+        walk(prefix, m)
+    return leaves
+
+
+def _dry_run_max_activation(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x1: Tensor) -> int:
+    """Largest activation (entries per example) seen in a forward pass of one example."""
+    sizes = [x1[0].numel()]
+    hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(o[0].numel() if isinstance(o, Tensor) else 0))
+             for m in model.modules()]
+    try:
+        with torch.inference_mode():
+            functional_call(model, ({**params}, {**buffers}), (x1,))
+    finally:
+        for h in hooks:
+            h.remove()
+    return max(sizes)
+
+
+class _IntraOpThreads:
+    """Process-wide ``torch.set_num_threads(1)`` while any evaluation needs it (re-entrant, thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = 1
+
+    def configured(self) -> int:
+        """The thread count the user configured (not our temporary 1)."""
+        with self._lock:
+            return self._saved if self._depth else torch.get_num_threads()
+
+    @contextlib.contextmanager
+    def single(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                self._saved = torch.get_num_threads()
+                torch.set_num_threads(1)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    torch.set_num_threads(self._saved)
+
+
+_INTRA_OP = _IntraOpThreads()
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+class BatchedEvaluator:
+    """Loss and accuracy at many points ``origin + sum_j c_j d_j`` at once (see module docstring).
+
+    Args:
+        loss_fn: a :class:`~landscape_core.functional.LossFunction` (its model is never modified).
+        origin: the centre point (default ``loss_fn.params0``).
+        directions: one or two direction dicts.
+        memory_budget: bytes of activations and parameters per chunk of points.
+        fast_first_layer: use the affine first-layer shortcut when the model allows it.
+    """
+
+    def __init__(
+        self,
+        loss_fn: Any,
+        origin: Params | None,
+        directions: Sequence[Mapping[str, Tensor]],
+        *,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        fast_first_layer: bool = True,
+    ) -> None:
+        self.loss_fn = loss_fn
+        like = loss_fn.params0
+        origin = like if origin is None else origin
+        dev, dt = loss_fn.device, loss_fn.dtype
+        for d in (origin, *directions):
+            if d.keys() != like.keys():
+                raise ValueError(f"direction keys do not match the model's parameters: {sorted(set(d) ^ set(like))[:5]}")
+        self.names = list(like)
+        self.k = len(directions)
+        self.origin = {n: origin[n].detach().to(dev, dt) for n in self.names}
+        # D[n]: (k, numel) so that W[p] = W0 + C[p] @ D
+        self.D = {n: torch.stack([d[n].detach().to(dev, dt).reshape(-1) for d in directions]) for n in self.names}
+        self.buffers = loss_fn.buffers
+        self.model = loss_fn.model
+        self.is_ce = loss_fn.loss_name == "cross_entropy"
+        self._criterion = loss_fn._criterion
+        self.plan = self._make_plan() if fast_first_layer else None
+        if self.plan is not None and self.plan["rest"] is not None and _has_conv(self.plan["rest"]):
+            # convolutions after the first layer: vmap would turn them into slow grouped convolutions and
+            # the shortcut saves little, so such models take the generic path (one point at a time)
+            self.plan = None
+        n_params = sum(v.numel() for v in self.origin.values())
+        x1 = loss_fn.batches[0][0][:1]
+        act = _dry_run_max_activation(self.model, self.origin, self.buffers, x1)
+        bytes_per = torch.finfo(dt).bits // 8
+        per_point = bytes_per * (4 * loss_fn.batch_size * act + 2 * n_params)
+        self.chunk = max(1, int(memory_budget // max(per_point, 1)))
+        self.block_elems = 2**18  # activation entries per block in the MLP fast path (fits in cache)
+        if self.plan is not None:
+            self._precompute()
+            if self.plan["ops"] is not None and isinstance(self.plan["layer"], nn.Linear):
+                # MLP fast path: few points per chunk and ~1M-entry activation blocks keep data in cache
+                self.chunk = min(self.chunk, 16)
+        self._buffers: dict[int, dict[tuple, Tensor]] = {}
+        self.k_align = 1  # pad the matmuls' inner dimension to a multiple of this (1: no padding)
+
+    # -- plan for chain models with a Linear/Conv first layer --
+    def _make_plan(self) -> dict | None:
+        leaves = _chain_leaves(self.model)
+        if not leaves:
+            return None
+        first = next((i for i, (_, m) in enumerate(leaves) if any(True for _ in m.parameters())), None)
+        if first is None:
+            return None
+        for _, m in leaves[:first]:
+            if any(True for _ in m.buffers()):
+                return None
+        pfx, layer = leaves[first]
+        if type(layer) not in (nn.Linear, nn.Conv2d):
+            return None
+        if isinstance(layer, nn.Conv2d) and layer.padding_mode != "zeros":
+            return None
+        local = {n for n, _ in layer.named_parameters()}
+        rest = nn.Sequential(*[m for _, m in leaves[first + 1 :]])
+        # map names of the rest chain ("j.name") to the model's full names
+        rest_map: dict[str, str] = {}
+        for j, (p, m) in enumerate(leaves[first + 1 :]):
+            for n, _ in m.named_parameters():
+                rest_map[f"{j}.{n}"] = f"{p}.{n}" if p else n
+        rest_buf: dict[str, str] = {}
+        for j, (p, m) in enumerate(leaves[first + 1 :]):
+            for n, _ in m.named_buffers():
+                rest_buf[f"{j}.{n}"] = f"{p}.{n}" if p else n
+        full = {f"{pfx}.{n}" if pfx else n for n in local}
+        if set(rest_map.values()) | full != set(self.names) or not set(rest_buf.values()) <= set(self.buffers):
+            return None
+        ops = _linear_chain_ops(leaves[first + 1 :], self.buffers)
+        wname = f"{pfx}.weight" if pfx else "weight"
+        bname = (f"{pfx}.bias" if pfx else "bias") if layer.bias is not None else None
+        return {
+            "pre": nn.Sequential(*[m for _, m in leaves[:first]]),
+            "layer": layer,
+            "w": wname,
+            "b": bname,
+            "rest": rest if len(rest) else None,
+            "rest_map": rest_map,
+            "rest_buf": {k: self.buffers[v] for k, v in rest_buf.items()},
+            "ops": ops,
+        }
+
+    def _layer_apply(self, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        layer = self.plan["layer"]
+        if isinstance(layer, nn.Linear):
+            return nn.functional.linear(x, w, b)
+        return nn.functional.conv2d(x, w, b, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+    @torch.inference_mode()
+    def _precompute(self) -> None:
+        plan = self.plan
+        w0, wn = self.origin[plan["w"]], plan["w"]
+        b0 = self.origin[plan["b"]] if plan["b"] else None
+        self._pre: list[tuple[Tensor, Tensor]] = []
+        for Xb, _yb in self.loss_fn.batches:
+            x = plan["pre"](Xb) if len(plan["pre"]) else Xb
+            z0 = self._layer_apply(x, w0, b0)
+            zs = torch.stack([self._layer_apply(x, self.D[wn][j].reshape(w0.shape), None) for j in range(self.k)])
+            self._pre.append((z0, zs))
+        if plan["ops"] is not None and isinstance(plan["layer"], nn.Linear):
+            db = self.D[plan["b"]] if plan["b"] else None
+            self._pre_aug = []
+            for z0, zs in self._pre:
+                zb = zs if db is None else zs + db[:, None, :]
+                self._pre_aug.append(torch.cat([z0[None], zb]).contiguous())
+
+    # -- evaluation --
+    def _stack(self, C: Tensor, names: Mapping[str, str]) -> dict[str, Tensor]:
+        out = {}
+        for local, full in names.items():
+            w0 = self.origin[full]
+            out[local] = torch.addmm(w0.reshape(1, -1), C, self.D[full]).reshape(C.shape[0], *w0.shape)
+        return out
+
+    @torch.inference_mode()
+    def __call__(self, coords: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Loss and accuracy at each row of ``coords`` (``(M, k)``), as float64 arrays of length M."""
+        C_all = torch.as_tensor(np.asarray(coords, dtype=np.float64)).reshape(-1, self.k)
+        M = C_all.shape[0]
+        loss = torch.zeros(M, dtype=torch.float64)
+        correct = torch.zeros(M, dtype=torch.float64)
+        starts = list(range(0, M, self.chunk))
+
+        def run(s: int) -> None:
+            with torch.inference_mode():
+                C = C_all[s : s + self.chunk].to(self.loss_fn.device, self.loss_fn.dtype)
+                lo, co = self._chunk(C)
+                loss[s : s + len(C)] = lo
+                correct[s : s + len(C)] = co
+
+        threads = _INTRA_OP.configured()
+        if self._mlp_fast and self.loss_fn.device.type == "cpu" and threads > 1 and len(starts) > 1:
+            # The MLP path's ops are small (cache-sized blocks): OpenMP inside each op mostly waits at
+            # barriers, badly so on busy machines. Run whole chunks on parallel Python threads instead
+            # (torch releases the GIL), each single-threaded, and restore the setting afterwards.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with _INTRA_OP.single():
+                with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
+                    list(pool.map(run, starts))
+        else:
+            for s in starts:
+                run(s)
+        acc = (correct / self.loss_fn.n).numpy() if self.is_ce else np.full(M, np.nan)
+        return loss.numpy(), acc
+
+    @property
+    def _mlp_fast(self) -> bool:
+        return self.plan is not None and self.plan["ops"] is not None and type(self.plan["layer"]) is nn.Linear
+
+    def _chunk(self, C: Tensor) -> tuple[Tensor, Tensor]:
+        if self._mlp_fast:
+            return self._chunk_linear_chain(C)
+        P = C.shape[0]
+        loss = torch.zeros(P, dtype=torch.float64)
+        correct = torch.zeros(P, dtype=torch.float64)
+        crit = vmap(self._criterion, in_dims=(0, None))
+        if self.plan is not None:
+            plan = self.plan
+            rest_params = self._stack(C, plan["rest_map"]) if plan["rest"] is not None else None
+            db = self.D[plan["b"]] if plan["b"] else None
+            conv = isinstance(plan["layer"], nn.Conv2d)
+            if plan["rest"] is not None:
+                def rest_one(p, h):
+                    return functional_call(plan["rest"], (p, plan["rest_buf"]), (h,))
+
+                rest_fn = vmap(rest_one, in_dims=(0, 0))
+        else:
+            params = self._stack(C, {n: n for n in self.names})
+
+            def full_one(p, x):
+                return functional_call(self.model, (p, self.buffers), (x,))
+
+            if _has_conv(self.model):  # vmap turns convs into slow grouped convs: loop over points
+                def full_fn(p, x):
+                    return torch.stack([full_one({k: v[i] for k, v in p.items()}, x) for i in range(P)])
+            else:
+                full_fn = vmap(full_one, in_dims=(0, None))
+        for bi, (Xb, yb, w) in enumerate(self.loss_fn.iter_batches()):
+            if self.plan is not None:
+                z0, zs = self._pre[bi]
+
+                def first_layer(Cs: Tensor, z0: Tensor = z0, zs: Tensor = zs) -> Tensor:
+                    q = Cs.shape[0]
+                    z = torch.addmm(z0.reshape(1, -1), Cs, zs.reshape(self.k, -1)).reshape(q, *z0.shape)
+                    if db is not None:
+                        bias = Cs @ db  # (q, out)
+                        z = z + (bias[:, None, :, None, None] if conv else bias.reshape(q, *([1] * (z0.ndim - 1)), -1))
+                    return z
+
+                out = first_layer(C) if plan["rest"] is None else rest_fn(rest_params, first_layer(C))
+            else:
+                out = full_fn(params, Xb)
+            loss += w * crit(out, yb).double().cpu()
+            if self.is_ce:
+                correct += (out.argmax(-1) == yb).sum(1).double().cpu()
+        return loss, correct
+
+
+    @staticmethod
+    def _fold_tanh(stacked: list) -> float:
+        """Rewrite ``linear -> tanh -> linear`` as ``linear' -> sigmoid -> linear''`` (in place on ``stacked``).
+
+        ``tanh(x) = 2 sigmoid(2x) - 1`` and sigmoid is about twice as fast as tanh on CPU; the factor 2
+        goes into the producing layer (``W, b -> 2W, 2b``) and the affine ``2s - 1`` into the consuming
+        layer (``W, b -> 2W, b - W 1``), so no extra pass over the activations is needed. Exact up to
+        rounding (absolute error ~ machine epsilon). Returns the scale for the first layer's output.
+        """
+        first_scale = 1.0
+        for i, op in enumerate(stacked):
+            if op[0] != "tanh":
+                continue
+            prev = stacked[i - 1] if i > 0 else None
+            nxt = stacked[i + 1] if i + 1 < len(stacked) else None
+            if (prev is not None and prev[0] != "linear") or nxt is None or nxt[0] != "linear":
+                continue
+            if prev is None:
+                first_scale = 2.0
+            else:
+                stacked[i - 1] = ("linear", 2 * prev[1], None if prev[2] is None else 2 * prev[2])
+            W, b = nxt[1], nxt[2]  # W: (P, in, out), b: (P, 1, out)
+            shift = -W.sum(1, keepdim=True)
+            stacked[i + 1] = ("linear", 2 * W, shift if b is None else b + shift)
+            stacked[i] = ("sigmoid",)
+        return first_scale
+
+    def _chunk_linear_chain(self, C: Tensor) -> tuple[Tensor, Tensor]:
+        """MLP fast path: explicit batched matmuls with the bias as a ones column, cache-sized blocks."""
+        plan = self.plan
+        P = C.shape[0]
+        loss = torch.zeros(P, dtype=torch.float64)
+        correct = torch.zeros(P, dtype=torch.float64)
+        stacked = []
+        for op in plan["ops"]:
+            kind = op[0]
+            if kind == "linear":
+                W = self._stack(C, {"w": op[1]})["w"].transpose(1, 2)  # (P, in, out)
+                b = self._stack(C, {"b": op[2]})["b"].unsqueeze(1) if op[2] else None
+                stacked.append((kind, W, b))
+            elif kind == "bn":
+                _, wn, bn, rm, rv, eps = op
+                g = self._stack(C, {"g": wn})["g"] if wn else torch.ones(P, rm.numel(), dtype=rm.dtype)
+                sh = self._stack(C, {"s": bn})["s"] if bn else torch.zeros(P, rm.numel(), dtype=rm.dtype)
+                inv = torch.rsqrt(rv + eps)
+                scale = g * inv
+                stacked.append((kind, scale.unsqueeze(1), (sh - rm * scale).unsqueeze(1)))
+            else:
+                stacked.append(op)
+        first_scale = self._fold_tanh(stacked)
+        # bias folded into each matmul: activations carry a trailing column of ones, weights a bias row
+        for i, op in enumerate(stacked):
+            if op[0] == "linear":
+                W, b = op[1], op[2]
+                bias_row = b if b is not None else torch.zeros_like(W[:, :1, :])
+                pad = (-(W.shape[1] + 1)) % self.k_align  # zero rows so K is a multiple of k_align
+                rows = [W, bias_row] + ([torch.zeros_like(W[:, :pad, :])] if pad else [])
+                Wa = torch.cat(rows, dim=1)
+                out_f = Wa.shape[-1]
+                if out_f % 16:  # narrow outputs (e.g. 10 logits): MKL's batched GEMM is ~4x faster at 16
+                    Wa = torch.cat([Wa, Wa.new_zeros(P, Wa.shape[1], (-out_f) % 16)], dim=2)
+                stacked[i] = ("linear", Wa.contiguous(), out_f)
+        # first layer: h = [1, C] @ [z0; z1 + db1; z2 + db2] (one small GEMM, no broadcast copies)
+        C_aug = first_scale * torch.cat([torch.ones_like(C[:, :1]), C], dim=1)
+        width = max([self._pre[0][0].shape[-1]] + [op[1].shape[-1] for op in stacked if op[0] == "linear"])
+        block = max(8, int(self.block_elems // (P * width)))
+        crit = None if self.is_ce else vmap(self._criterion, in_dims=(0, None))
+        # work buffers are kept across blocks and chunks: fresh multi-MB tensors cost page faults every time
+        buffers = self._buffers.setdefault(threading.get_ident(), {})  # one set per worker thread
+
+        def ones_buffer(n: int, F: int, slot: int) -> Tensor:
+            key = ("ones", P, n, F, slot)
+            if key not in buffers:
+                buf = torch.zeros(P, n, F + 1 + (-(F + 1)) % self.k_align, dtype=C.dtype, device=C.device)
+                buf[..., F] = 1.0
+                buffers[key] = buf
+            return buffers[key]
+
+        def out_buffer(n: int, F: int, slot: int) -> Tensor:
+            key = ("out", P, n, F, slot)
+            if key not in buffers:
+                buffers[key] = torch.empty(P, n, F, dtype=C.dtype, device=C.device)
+            return buffers[key]
+
+        for bi, (_Xb, yb, _w) in enumerate(self.loss_fn.iter_batches()):
+            z_aug = self._pre_aug[bi]  # (k + 1, N_b, F1)
+            for s in range(0, len(yb), block):
+                yy = yb[s : s + block]
+                n = len(yy)
+                F1 = z_aug.shape[-1]
+                h = out_buffer(n, F1, -1)
+                torch.mm(C_aug, z_aug[:, s : s + n].reshape(self.k + 1, -1), out=h.view(P, n * F1))
+                aug = None  # h with a ones column, when the last op wrote into one
+                for i, op in enumerate(stacked):
+                    kind = op[0]
+                    if kind == "linear":
+                        if aug is None:
+                            aug = ones_buffer(n, h.shape[-1], i)
+                            aug[..., : h.shape[-1]] = h
+                        h = out_buffer(n, op[1].shape[-1], i)
+                        torch.bmm(aug, op[1], out=h)
+                        h = h[..., : op[2]] if op[2] != h.shape[-1] else h
+                        aug = None
+                    elif kind == "bn":
+                        h = h.mul_(op[1]).add_(op[2])
+                    else:
+                        F = h.shape[-1]
+                        nxt = stacked[i + 1][0] if i + 1 < len(stacked) else None
+                        if nxt == "linear" and kind in ("sigmoid", "tanh", "relu"):
+                            aug = ones_buffer(n, F, i)
+                            view = aug[..., :F]
+                            if kind == "sigmoid":
+                                torch.sigmoid(h, out=view)
+                            elif kind == "tanh":
+                                torch.tanh(h, out=view)
+                            else:
+                                torch.clamp_min(h, 0.0, out=view)
+                            h = view
+                        elif kind == "sigmoid":
+                            h = torch.sigmoid_(h)
+                        elif kind == "tanh":
+                            h = torch.tanh_(h)
+                        elif kind == "relu":
+                            h = torch.relu_(h)
+                        else:
+                            h = op[1](h)
+                if self.is_ce:  # cross-entropy = logsumexp - picked logit; one max pass gives both m and argmax
+                    m, idx = h.max(-1)
+                    lse = m + (h - m.unsqueeze(-1)).exp_().sum(-1).log_()
+                    picked = h.gather(-1, yy.view(1, n, 1).expand(P, n, 1)).squeeze(-1)
+                    loss += (lse - picked).sum(1).double().cpu()
+                    correct += (idx == yy).sum(1).double().cpu()
+                else:
+                    loss += crit(h, yy).double().cpu() * n
+        return loss / self.loss_fn.n, correct
+
+
+_INPLACE_ACT: dict[type, Callable[[nn.Module], Callable[[Tensor], Tensor]]] = {
+    nn.Sigmoid: lambda m: torch.sigmoid_,
+    nn.GELU: lambda m: (lambda h, a=m.approximate: nn.functional.gelu(h, approximate=a)),
+    nn.ELU: lambda m: (lambda h, a=m.alpha: nn.functional.elu_(h, a)),
+    nn.Softplus: lambda m: (lambda h, b=m.beta, t=m.threshold: nn.functional.softplus(h, b, t)),
+    nn.Identity: lambda m: (lambda h: h),
+    nn.Dropout: lambda m: (lambda h: h),  # eval mode
+}
+
+
+def _linear_chain_ops(leaves: list[tuple[str, nn.Module]], buffers: Mapping[str, Tensor]) -> list[tuple] | None:
+    """Linear / eval-BatchNorm1d / activation chain as explicit ops, or ``None`` if anything else occurs."""
+    ops: list[tuple] = []
+    full = lambda p, n: f"{p}.{n}" if p else n  # noqa: E731
+    for p, m in leaves:
+        if type(m) is nn.Linear:
+            ops.append(("linear", full(p, "weight"), full(p, "bias") if m.bias is not None else None))
+        elif type(m) is nn.BatchNorm1d and m.track_running_stats and m.running_mean is not None:
+            rm, rv = buffers[full(p, "running_mean")], buffers[full(p, "running_var")]
+            ops.append(("bn", full(p, "weight") if m.affine else None, full(p, "bias") if m.affine else None,
+                        rm, rv, m.eps))
+        elif type(m) is nn.Tanh:
+            ops.append(("tanh",))
+        elif type(m) is nn.ReLU:
+            ops.append(("relu",))
+        elif type(m) in _INPLACE_ACT:
+            ops.append(("act", _INPLACE_ACT[type(m)](m)))
+        else:
+            return None
+    return ops
+
+
+def _eval_job(job: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Top-level (picklable) work function: evaluate one chunk of grid points in a worker."""
+    loss_fn, origin, directions, coords, threads, budget = job
+    if threads:
+        torch.set_num_threads(threads)
+    ev = BatchedEvaluator(loss_fn, origin, directions, memory_budget=budget)
+    return ev(coords)
+
+
+def evaluate_points(
+    loss_fn: Any,
+    directions: Sequence[Mapping[str, Tensor]],
+    coords: np.ndarray,
+    *,
+    origin: Params | None = None,
+    n_jobs: int = 1,
+    scheduler: Any = None,
+    progress: ProgressFn | None = None,
+    chunk: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loss and accuracy at ``origin + coords @ directions`` for every row of ``coords`` ``(M, k)``."""
+    coords = np.asarray(coords, dtype=np.float64).reshape(len(coords), -1)
+    M = len(coords)
+    if M == 0:
+        return np.zeros(0), np.zeros(0)
+    if n_jobs == 1 and scheduler is None:
+        ev = BatchedEvaluator(loss_fn, origin, directions, memory_budget=memory_budget)
+        if chunk is not None:
+            step = chunk
+        elif progress is None:
+            step = M  # one call: the evaluator chunks (and parallelises) internally
+        else:  # ~20 progress updates, each large enough to keep the evaluator's threads busy
+            step = max(ev.chunk * max(1, _INTRA_OP.configured()), math.ceil(M / 20))
+        parts_l, parts_a = [], []
+        for s in range(0, M, step):
+            lo, ac = ev(coords[s : s + step])
+            parts_l.append(lo)
+            parts_a.append(ac)
+            if progress is not None:
+                progress(min(1.0, (s + step) / M), f"{min(s + step, M)}/{M} grid points")
+        return np.concatenate(parts_l), np.concatenate(parts_a)
+    from .parallel import parallel_map, split_evenly
+
+    workers = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+    n_chunks = max(1, min(M, (4 * workers) if chunk is None else math.ceil(M / chunk)))
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers)) if scheduler is None else 0
+    idx = split_evenly(list(range(M)), n_chunks)
+    jobs = [(loss_fn, origin, list(directions), coords[ix[0] : ix[-1] + 1], threads, memory_budget) for ix in idx]
+    results = parallel_map(_eval_job, jobs, n_jobs=n_jobs, scheduler=scheduler, progress=progress)
+    return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+
+__all__ = ["DEFAULT_MEMORY_BUDGET", "BatchedEvaluator", "evaluate_points"]
