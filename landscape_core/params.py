@@ -126,7 +126,3 @@ def weights_hash(state: Mapping[str, Tensor]) -> str:
 def model_hash(model: nn.Module) -> str:
     """Content hash of a model's full state dict (parameters and buffers)."""
     return weights_hash(model.state_dict())
-
-
-def all_finite(a: Mapping[str, Tensor]) -> bool:
-    return all(bool(torch.isfinite(v).all()) for v in a.values() if v.is_floating_point())
