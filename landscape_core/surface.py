@@ -4,28 +4,9 @@ A grid point is always evaluated at ``theta0 + a*d1 + b*d2`` computed fresh from
 accumulating steps), on fixed data in eval mode, as the dataset-mean loss (batch means weighted by
 batch size), exactly as :class:`~landscape_core.functional.LossFunction` defines it.
 
-Points are evaluated by the batched evaluator (:mod:`landscape_core.evaluator`); the run-level
-``compute_surface`` lives in :mod:`landscape_core.analyses.surface`. How the evaluator is fast:
-
-* the parameters of ``P`` grid points are built as one small matmul per tensor,
-  ``W[p] = W0 + C[p] @ D`` with ``C`` the ``(P, k)`` grid coefficients, and the network is run on all
-  of them together with ``torch.func.vmap`` over ``functional_call``, so every Linear/Conv layer
-  becomes one batched matmul;
-* for chain models (``nn.Sequential``, the zoo's MLP and CNN) whose first parametrised layer is a
-  Linear or Conv2d, that layer's pre-activation is affine in the coefficients,
-  ``X W(a,b)^T = X W0^T + a X D1^T + b X D2^T`` (+ ``b0 + a db1 + b db2``), so the three products are
-  computed once per data batch and every grid point costs one small combination there.
-
-* for chains of Linear / eval-BatchNorm1d / activation layers (MLPs) an explicit path replaces vmap:
-  one ``bmm`` per layer with the bias folded in as a row of the weights (the activations carry a
-  column of ones), ``tanh`` rewritten exactly as ``2 sigmoid(2x) - 1`` with the factors folded into
-  the neighbouring weights (sigmoid is about twice as fast on CPU), narrow outputs padded to 16
-  columns, cache-sized blocks of examples and reused work buffers;
-* networks with convolutions after the first layer are evaluated one grid point at a time (vmap turns
-  convolutions with per-point weights into grouped convolutions, which are slower than a loop).
-
-Chunks of grid points are sized to stay under a memory budget (default 512 MB) and can be farmed out
-with :func:`landscape_core.parallel.parallel_map` (joblib loky, or a Dask cluster).
+Points are evaluated many at a time by the batched evaluator (:mod:`landscape_core.evaluator`, whose
+docstring explains how it is fast); the run-level ``compute_surface`` (directions from a run, disk
+cache) lives in :mod:`landscape_core.analyses.surface`.
 
 Orientation: for a 2-D surface, ``loss[j, i]`` is the loss at ``(alphas[i], betas[j])``: rows follow
 the second direction (the y axis), columns the first (the x axis), as plotting libraries expect.
