@@ -382,9 +382,27 @@ def cached_noise(run_path: str, weights_hash: str, **settings: Any) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def cost_string(run_path: str, weights_hash: str, samples: int | None, forwards: int = 0, hvps: int = 0) -> str:
-    """Human-readable estimate of a computation's cost (``landscape_core.analyses.cost``: times one
-    forward and one HVP on the same analysis subset, multiplies by the counts)."""
-    from landscape_core.analyses.cost import plan_units
+def cost_string(run_path: str, weights_hash: str, samples: int | None, forwards: int = 0, hvps: int = 0,
+                plan: str | None = None, settings: tuple = ()) -> str:
+    """Human-readable cost estimate from the engine's one planner (``landscape_core.analyses.cost``: times
+    one forward / gradient / HVP on the same analysis subset and multiplies by the planned counts).
 
-    return plan_units(load_run_cached(run_path), forwards=forwards, hvps=hvps, samples=samples).describe()
+    ``plan="hessian" | "surface" | "connectivity"`` with ``settings`` (sorted ``(name, value)`` pairs of
+    the analysis call's arguments) takes the counts from the analysis itself (e.g. ``planned_hvps``);
+    without ``plan``, ``forwards`` and ``hvps`` are used as given.
+    """
+    from landscape_core.analyses import cost as C
+
+    run = load_run_cached(run_path)
+    kw = dict(settings)
+    if plan is None:
+        est = C.plan_units(run, forwards=forwards, hvps=hvps, samples=samples)
+    elif plan == "hessian":
+        est = C.plan_hessian(run, **{"samples": samples, **kw})
+    elif plan == "surface":
+        est = C.plan_surface(run, **{"samples": samples, **kw})
+    elif plan == "connectivity":
+        est = C.plan_connectivity(run, **{"samples": samples, **kw})
+    else:
+        raise ValueError(f"unknown cost plan {plan!r}; choose 'hessian', 'surface' or 'connectivity'")
+    return est.describe()

@@ -156,21 +156,37 @@ def plan_hessian(source: Any, *, samples: int | None = 512, split: str = "train"
 estimate_analysis_cost = plan_hessian
 
 
-def plan_surface(source: Any, *, grid: int, dims: int = 2, surfaces: int = 1, samples: int | None = 512,
-                 split: str = "train", seed: int = 0) -> CostEstimate:
-    """Cost of ``surfaces`` loss surfaces of ``grid ** dims`` points each (one forward per point)."""
+_SURFACE_OTHER = ("directions", "span", "normalization", "ignore_1d", "n_jobs", "scheduler", "progress",
+                  "use_cache", "runs")
+_CONNECT_OTHER = ("bezier_lr", "dtype", "progress")
+
+
+def _check_known(settings: dict, known: tuple[str, ...], what: str) -> None:
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} setting {unknown[0]!r}")
+
+
+def plan_surface(source: Any, *, grid: int = 41, dims: int = 2, surfaces: int = 1, samples: int | None = 512,
+                 split: str = "train", seed: int = 0, **settings: Any) -> CostEstimate:
+    """Cost of ``surfaces`` loss surfaces of ``grid ** dims`` points each (one forward per point).
+
+    Takes ``compute_surface``'s other settings too (they do not change the count).
+    """
+    _check_known(settings, _SURFACE_OTHER, "surface")
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2, got {dims!r}")
-    lf = loss_function(source, samples=samples, split=split, seed=seed)
+    lf = loss_function(source, samples=samples, split=split, seed=0)
     return estimate_cost(lf, forwards=int(surfaces) * int(grid) ** int(dims), repeats=2)
 
 
 def plan_connectivity(source: Any, *, n_points: int = 21, curve: str = "linear", bezier_steps: int = 300,
                       bezier_batch_size: int = 128, plane_grid: int = 0, samples: int | None = 512,
-                      split: str = "train", seed: int = 0) -> CostEstimate:
+                      split: str = "train", seed: int = 0, **settings: Any) -> CostEstimate:
     """Cost of ``connect_runs``: ``n_points`` forwards per path (a Bezier curve also evaluates the
     linear path), ``bezier_steps`` gradients on batches of ``bezier_batch_size`` (counted as
     full-data gradients in proportion to the batch) and ``plane_grid ** 2`` forwards for the plane."""
+    _check_known(settings, _CONNECT_OTHER, "connectivity")
     if curve not in ("linear", "bezier"):
         raise ValueError(f"unknown curve {curve!r}; choose 'linear' or 'bezier'")
     lf = loss_function(source, samples=samples, split=split, seed=seed)
