@@ -1,13 +1,20 @@
 """Suite-wide settings: one intra-op thread (tiny models; avoids oversubscription on 2 shared cores),
-and every test gets its own workspace and engine disk cache (nothing is written to ./workspace)."""
+and every test gets its own workspace and engine disk cache (nothing is written to ./workspace).
+
+``LANDSCAPE_TORCH_THREADS=2`` runs the suite with two intra-op threads (the app reads the same variable,
+``ui/cache.py``): reductions split across threads round differently, and the suite must pass either way.
+``ATEN_CPU_CAPABILITY=default`` / ``=avx2`` (read by PyTorch) imitates a CPU with other SIMD kernels.
+"""
 
 import os
 
 import pytest
 import torch
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-torch.set_num_threads(1)
+_THREADS = int(os.environ.get("LANDSCAPE_TORCH_THREADS") or 1)
+os.environ.setdefault("OMP_NUM_THREADS", str(max(_THREADS, 1)))
+if _THREADS > 0:
+    torch.set_num_threads(_THREADS)
 
 
 @pytest.fixture(autouse=True)

@@ -96,22 +96,49 @@ def test_profile_ci_contains_the_true_mean(quadratic):
 
 
 def test_epsilon_sharpness_is_a_tight_lower_bound_of_the_box_maximum(quadratic):
-    """A convex loss attains its maximum over a box at a vertex: brute force all 2^6 vertices."""
+    """A convex loss attains its maximum over a box at a vertex: brute force all 2^6 vertices.
+
+    Projected sign ascent on a strictly convex loss only goes up (L(z') >= L(z) + g.(z' - z) + ...) on a
+    finite lattice, so every run ends at a vertex ``s`` that it cannot leave: ``sign(H D s) = s`` (a
+    local maximum; this problem has 14 pairs of them). Which one a run reaches is decided by its start.
+    The centre is the exact least-squares minimum, so the gradient there is rounding noise (~1e-15)
+    and the run from the centre goes to the corner ``sign(noise)``: a different local maximum on another
+    CPU (that run alone once ended at the next-best pair, at 0.984 of the maximum). So the test asserts
+    what holds on every machine: every run is a lower bound and ends at a local maximum, and the global
+    maximum is reached from seeded random starts (a CPU generator draws the same numbers everywhere and
+    the gradient there is far from zero), by several runs, so no single path decides it.
+    """
     fn, theta, H = quadratic
     eps = 1e-2
     base = fn.evaluate()[0]
     flat = flatten(theta)
     bound = eps * (flat.abs() + 1)
-    best = max(
-        float(fn(unflatten(flat + torch.tensor(s, dtype=DT) * bound, theta)))
-        for s in itertools.product((-1.0, 1.0), repeat=flat.numel())
-    )
-    exact = 100 * (best - base) / (1 + base)
-    res = epsilon_sharpness(fn, epsilon=eps, steps=10, restarts=3, seed=1)
-    assert res.value <= exact * (1 + 1e-9)
-    assert res.value >= 0.999 * exact  # the next-best vertex is at 0.984: this is the global maximum
-    single = epsilon_sharpness(fn, epsilon=eps, steps=10, random_start=True, seed=1)
-    assert 0.8 * exact <= single.value <= res.value  # one random start may end at a local maximum
+    vertices = [torch.tensor(s, dtype=DT) for s in itertools.product((-1.0, 1.0), repeat=flat.numel())]
+    value = {tuple(s.tolist()): 100 * (float(fn(unflatten(flat + s * bound, theta))) - base) / (1 + base) for s in vertices}
+    exact = max(value.values())
+    local_max = sorted(value[tuple(s.tolist())] for s in vertices if torch.equal(torch.sign(H @ (bound * s)), s))
+    assert local_max[-1] == exact and local_max[-3] < 0.99 * exact  # only the pair +-s* is global
+
+    def is_local_max(v: float) -> bool:
+        return any(v == pytest.approx(m, rel=1e-9) for m in local_max)
+
+    # bound on every run; each run ends at a local maximum (an ascent that stops early or scales the
+    # value fails here); several of 24 seeded random starts reach the global maximum
+    runs = [epsilon_sharpness(fn, epsilon=eps, steps=20, random_start=True, seed=s).value for s in range(24)]
+    assert all(v <= exact * (1 + 1e-9) and is_local_max(v) for v in runs), runs
+    assert sum(v >= exact * (1 - 1e-9) for v in runs) >= 3, runs
+    assert min(runs) < 0.99 * exact  # one random start may end at a lower local maximum
+    centre = epsilon_sharpness(fn, epsilon=eps, steps=20, seed=1)  # first corner: sign(rounding noise)
+    assert centre.value <= exact * (1 + 1e-9) and is_local_max(centre.value)
+    # restarts keep the best run. Seeds 1-3 alone end at lower local maxima (runs[1:4]); with 40 restarts
+    # from them each reaches the global maximum (~22% of random starts do: 40 all missing has p ~ 5e-5;
+    # here 30 of 30 seeds reach it, with or without the run from the centre)
+    assert max(runs[1:4]) < 0.99 * exact
+    for seed in (1, 2, 3):
+        res = epsilon_sharpness(fn, epsilon=eps, steps=20, restarts=40, random_start=True, seed=seed)
+        assert exact * (1 - 1e-9) <= res.value <= exact * (1 + 1e-9), (seed, res.value / exact)
+    res = epsilon_sharpness(fn, epsilon=eps, steps=20, restarts=40, seed=1)  # the default: run 0 from the centre
+    assert exact * (1 - 1e-9) <= res.value <= exact * (1 + 1e-9)
     assert res.perturbed_loss == pytest.approx(base + res.value * (1 + base) / 100, rel=1e-12)
 
 
