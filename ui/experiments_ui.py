@@ -45,11 +45,6 @@ def sweeps_dir():
     return d
 
 
-def existing_sweeps() -> list[str]:
-    """Names of sweep folders in the workspace (those with a ``sweep.json``)."""
-    return sorted(p.name for p in sweeps_dir().iterdir() if (p / "sweep.json").is_file())
-
-
 def sweep_form() -> tuple[_sweep.SweepSpec, str] | None:
     """Grid pickers -> ``(SweepSpec, sweep name)``; ``None`` (with a message) when the input is invalid."""
     c1, c2, c3 = st.columns(3)

@@ -16,6 +16,9 @@ from typing import Any
 
 import streamlit as st
 
+from landscape_core.curvature import CurvatureResult
+from landscape_core.surface import SurfaceResult
+
 from .cache import list_runs_cached
 from .common import guide_link, show_error
 from .state import presentation
@@ -61,25 +64,28 @@ def shipped_analysis(kind: str, row: Mapping[str, Any], settings: Mapping[str, A
 
 
 def demo_results(rows: list[dict]) -> list[dict]:
-    """Surface and curvature of each demo run: shipped with the checkpoints when the weights hash and settings
-    match, else computed (cached), with a progress bar on a cold start."""
+    """Surface (``SurfaceResult``) and curvature (``CurvatureResult``) of each demo run: shipped with the
+    checkpoints when the weights hash and settings match, else computed (cached), with a progress bar on a
+    cold start."""
+    from . import analysis
+
     out = []
     bar = None
     n = len(rows)
     for i, r in enumerate(rows):
-        surf = shipped_analysis("surface", r, SURFACE)
-        hess = shipped_analysis("hessian", r, CURVATURE)
+        shipped_surf = shipped_analysis("surface", r, SURFACE)
+        shipped_hess = shipped_analysis("hessian", r, CURVATURE)
+        surf = None if shipped_surf is None else SurfaceResult.from_dict(shipped_surf)
+        hess = None if shipped_hess is None else CurvatureResult.from_dict(shipped_hess)
         if surf is None or hess is None:
-            from .analysis import cached_hessian, cached_surface
-
             if bar is None:
                 bar = st.progress(0.0, text="Computing surfaces and curvature (first visit only)...")
             if surf is None:
                 bar.progress(i / n, text=f"{r['name']}: loss surface")
-                surf = cached_surface(r["path"], r["weights_hash"], **SURFACE)
+                surf = analysis.cached_surface(r["path"], r["weights_hash"], analysis.SurfaceSettings(**SURFACE))
             if hess is None:
                 bar.progress((i + 0.6) / n, text=f"{r['name']}: curvature")
-                hess = cached_hessian(r["path"], r["weights_hash"], **CURVATURE)
+                hess = analysis.cached_hessian(r["path"], r["weights_hash"], analysis.HessianSettings(**CURVATURE))
         out.append({"row": r, "surface": surf, "hessian": hess})
     if bar is not None:
         bar.empty()
@@ -98,7 +104,7 @@ def story(results: list[dict]) -> str:
              "scaled filter by filter to the network's own weights, drawn on **one shared colour and height "
              "scale**, so the panels can be compared directly."]
     if "SGD" in by and "SAM" in by:
-        ls, lm = by["SGD"]["hessian"]["eigenvalues"][0], by["SAM"]["hessian"]["eigenvalues"][0]
+        ls, lm = by["SGD"]["hessian"].eigenvalues[0], by["SAM"]["hessian"].eigenvalues[0]
         if lm < ls:
             parts.append(f"SAM's minimum is flatter: its sharpest curvature λ_max is {lm:.3g} against SGD's "
                          f"{ls:.3g} ({ls / lm:.1f}x smaller), because SAM minimises the worst loss in a small "
@@ -107,7 +113,7 @@ def story(results: list[dict]) -> str:
             parts.append(f"Here SAM's λ_max ({lm:.3g}) is not below SGD's ({ls:.3g}): flatness depends on the "
                          "learning rate, batch size and radius, not on the optimizer's name alone.")
     if "ADAM" in by:
-        parts.append(f"Adam reaches λ_max = {by['ADAM']['hessian']['eigenvalues'][0]:.3g}: adaptive steps "
+        parts.append(f"Adam reaches λ_max = {by['ADAM']['hessian'].eigenvalues[0]:.3g}: adaptive steps "
                      "tolerate sharper directions than plain SGD at the same loss.")
     parts.append("Flatter is often, not always, better on the test set; compare the accuracies and gaps below, "
                  "and see the Guide for why flatness alone can mislead.")
@@ -119,10 +125,10 @@ def metrics_row(results: list[dict]) -> None:
     cols = st.columns(len(results))
     for c, x in zip(cols, results):
         r, h = x["row"], x["hessian"]
-        tr = h["trace"] or {}
+        tr = h.trace or {}
         with c:
             st.markdown(f"#### {label(r)}")
-            st.metric("λ_max (sharpness)", f"{h['eigenvalues'][0]:.3g}")
+            st.metric("λ_max (sharpness)", f"{h.eigenvalues[0]:.3g}")
             st.metric("trace of the Hessian", f"{tr.get('mean', float('nan')):.3g} ± {tr.get('stderr', 0):.2g}")
             st.metric("test accuracy", f"{r['test_acc']:.1%}" if r.get("test_acc") is not None else "n/a")
             st.metric("generalisation gap", f"{r['acc_gap']:+.1%}" if r.get("acc_gap") is not None else "n/a",
@@ -151,7 +157,7 @@ def _demo_figure(hashes: tuple[str, ...], kind: str, log: bool, height: int, _re
     then only re-sends a ready figure (never mutated: ``st.plotly_chart`` serialises it)."""
     from .figures import surfaces_side_by_side
 
-    fig = surfaces_side_by_side([(label(x["row"]), x["surface"]) for x in _results], kind=kind, log=log,
+    fig = surfaces_side_by_side([(label(x["row"]), x["surface"].surface) for x in _results], kind=kind, log=log,
                                 height=height)
     # filled bands instead of a per-pixel interpolated heatmap under the contour lines: the browser then
     # draws three panels of SVG paths, not three full-resolution images, on every view change
