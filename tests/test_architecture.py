@@ -47,3 +47,13 @@ def test_fixture_violations_are_detected(tmp_path):
     bad = tmp_path / "x.py"
     bad.write_text("import streamlit as st\nfrom torch import nn\n")
     assert {"streamlit", "torch"} <= _imports(bad)
+
+
+PAGE_LINE_BUDGET = 40  # a page is its widgets, one compute block and its figures; the rest lives in ui/*_ui.py
+
+
+def test_pages_and_home_within_line_budget():
+    files = _files("pages/*.py") + [ROOT / "app.py"]
+    assert len(files) >= 10  # every page script, not a vacuous pass over an empty folder
+    long = {str(f.relative_to(ROOT)): n for f in files if (n := len(f.read_text().splitlines())) > PAGE_LINE_BUDGET}
+    assert not long, f"page scripts over {PAGE_LINE_BUDGET} lines (move widgets and figures into ui/): {long}"
