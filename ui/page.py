@@ -81,22 +81,23 @@ def compute(name: str, key: tuple, fn: Callable[[ProgressFn], T], *, auto: bool 
     if ready is None:
         ready = has_result(name, *key) or st.session_state.get(done_key) == key
     cancelled = st.session_state.get(cancel_key) == key
-    if not ready:
-        if cancelled:
-            st.info("Cancelled. Press the button to start again.")
-        elif prompt and not auto:
-            st.info(prompt)
-        if (not auto or cancelled) and not st.button(button, type="primary", key=widget_key):
-            return None
-    else:  # stored: no progress to show
+    if ready:  # stored: no button, no progress
         try:
             return fn(lambda fraction, message: None)
         except Exception as e:  # noqa: BLE001 - engine errors are shown in one line
             show_error(e)
             return None
+    slot = st.empty()  # the prompt and button, then the progress bar and Cancel, then nothing
+    if not auto or cancelled:
+        with slot.container():
+            if cancelled:
+                st.info("Cancelled. Press the button to start again.")
+            elif prompt:
+                st.info(prompt)
+            if not st.button(button, type="primary", key=widget_key):
+                return None
     st.session_state.pop(cancel_key, None)
-    box = st.empty()
-    with box.container():
+    with slot.container():
         bar = st.progress(0.0, text=label)
         st.button("Cancel", key=f"{widget_key}_cancel", on_click=_cancel, args=(cancel_key, key))
 
@@ -106,9 +107,9 @@ def compute(name: str, key: tuple, fn: Callable[[ProgressFn], T], *, auto: bool 
     try:
         result = fn(progress)
     except Exception as e:  # noqa: BLE001 - engine errors are shown in one line
-        box.empty()
+        slot.empty()
         show_error(e)
         return None
-    box.empty()
+    slot.empty()
     st.session_state[done_key] = key
     return result

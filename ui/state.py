@@ -54,8 +54,11 @@ def count(name: str) -> int:
     if folder:
         with _COUNTS_LOCK:
             _PROCESS_COUNTS[name] += 1
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            (Path(folder) / name.replace(":", "-")).write_text(str(_PROCESS_COUNTS[name]))
+            out = Path(folder) / name.replace(":", "-")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(".tmp")
+            tmp.write_text(str(_PROCESS_COUNTS[name]))
+            os.replace(tmp, out)  # a reader never sees a half-written number
     return value
 
 
