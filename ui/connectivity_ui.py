@@ -100,7 +100,7 @@ def plane_view(bez: ConnectivityResult, surf: Surface, names: tuple[str, str]) -
     plane = bez.plane
     p1, p2 = st.columns(2)
     log = p1.toggle("Log colour", value=True, key="conn_plane_log")
-    cscale = p2.selectbox("Colours", ["Viridis", "Cividis", "Plasma", "Turbo"], key="conn_plane_cscale")
+    cscale = p2.selectbox("Colours", list(figures.COLORSCALES), key="conn_plane_cscale")
     fig = figures.surface_figure(surf, kind="contour", log=log, colorscale=cscale,
                                  title="Loss on the plane through A, B and the control point C")
     curve = plane["curve"]

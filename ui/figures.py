@@ -29,6 +29,7 @@ from landscape_core.trajectory import TrajectoryProjection
 F32 = np.float32
 LIFT_FRACTION = 0.01  # trajectory lines float this fraction of the z range above a 3D surface
 METRICS = ("loss", "accuracy")
+COLORSCALES = ("Viridis", "Cividis", "Plasma", "Turbo")  # the explicit colour scales the pages offer
 
 
 def _f32(a: Any) -> np.ndarray:

@@ -103,7 +103,7 @@ def view(surfaces: dict[str, SurfaceResult], main_name: str) -> None:
                     format_func={"contour": "Contour", "3d": "3-D", "1d": "1-D slice"}.get)
     metric = d2.radio("Show", ["loss", "accuracy"], horizontal=True, key="surf_metric")
     log = d3.toggle("Log colour", value=False, key="surf_log", disabled=metric == "accuracy") and metric == "loss"
-    cscale = d4.selectbox("Colours", ["Viridis", "Cividis", "Plasma", "Turbo", "RdBu"], key="surf_cscale")
+    cscale = d4.selectbox("Colours", [*figures.COLORSCALES, "RdBu"], key="surf_cscale")
     show_traj = d5.toggle("Trajectory", value=True, key="surf_traj", disabled=main.trajectory is None)
     traj = main.trajectory if show_traj else None
     if len(surfaces) > 1:

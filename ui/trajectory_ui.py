@@ -88,7 +88,7 @@ def view(v: TrajectoryView) -> None:
     kind = d1.radio("Path view", ["contour", "3d"], horizontal=True, key="traj_view",
                     format_func={"contour": "Over the contour", "3d": "3-D"}.get)
     log = d2.toggle("Log colour / log loss axis", value=True, key="traj_log")
-    cscale = d3.selectbox("Colours", ["Viridis", "Cividis", "Plasma", "Turbo"], key="traj_cscale")
+    cscale = d3.selectbox("Colours", list(figures.COLORSCALES), key="traj_cscale")
     left, right = st.columns([3, 2])
     fig = figures.surface_figure(v.surface.surface, kind=kind, log=log, colorscale=cscale, trajectory=proj,
                                  title="Loss on the PCA plane with the training path")
