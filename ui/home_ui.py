@@ -67,8 +67,6 @@ def demo_results(rows: list[dict]) -> list[dict]:
     """Surface (``SurfaceResult``) and curvature (``CurvatureResult``) of each demo run: shipped with the
     checkpoints when the weights hash and settings match, else computed (cached), with a progress bar on a
     cold start."""
-    from . import analysis
-
     out = []
     bar = None
     n = len(rows)
@@ -78,6 +76,8 @@ def demo_results(rows: list[dict]) -> list[dict]:
         surf = None if shipped_surf is None else SurfaceResult.from_dict(shipped_surf)
         hess = None if shipped_hess is None else CurvatureResult.from_dict(shipped_hess)
         if surf is None or hess is None:
+            from . import analysis  # the analysis layer loads only when something must be computed
+
             if bar is None:
                 bar = st.progress(0.0, text="Computing surfaces and curvature (first visit only)...")
             if surf is None:
