@@ -202,3 +202,13 @@ def test_engine_names_progress_callbacks_once():
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 names = {t.id for t in targets if isinstance(t, ast.Name)}
                 assert not names & {"ProgressFn", "Progress"}, f"{f.relative_to(ROOT)} redefines {names}"
+
+
+PAGE_LINE_BUDGET = 40  # a page is its widgets, one compute block and its figures; the rest lives in ui/*_ui.py
+
+
+def test_pages_and_home_within_line_budget():
+    files = _files("pages/*.py") + [ROOT / "app.py"]
+    assert len(files) >= 10  # every page script, not a vacuous pass over an empty folder
+    long = {str(f.relative_to(ROOT)): n for f in files if (n := len(f.read_text().splitlines())) > PAGE_LINE_BUDGET}
+    assert not long, f"page scripts over {PAGE_LINE_BUDGET} lines (move widgets and figures into ui/): {long}"

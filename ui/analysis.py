@@ -1,46 +1,52 @@
-"""Cached wrappers over the engine's high-level analyses (surfaces, Hessian, trajectory, connectivity,
-flatness, gradient noise), keyed on the run's weights hash plus plain settings.
+"""Cached wrappers over the engine's run-level analyses (surfaces, Hessian, trajectory, connectivity,
+flatness, gradient noise), keyed on the run's weights hash plus a frozen settings object.
 
-Every public ``cached_*`` function takes the run folder path and its ``weights_hash`` (the content
-digest that makes the cache key honest: a retrained run at the same path gets a new hash) and plain,
-hashable settings, and returns the engine result's ``to_dict()`` (JSON-able, safe to pickle and copy).
-Heavy objects never enter the key: the run is loaded inside through the shared
-:func:`ui.cache.load_run_cached`.
+Each analysis has a frozen settings dataclass (:class:`SurfaceSettings`, :class:`HessianSettings`, ...):
+the page's widgets return one, it is the cache key, and :meth:`kwargs` gives the engine call's arguments.
+Every ``cached_*`` function takes the run folder path, its ``weights_hash`` (the content digest that makes
+the key honest: a retrained run at the same path gets a new hash) and the settings, and returns the
+engine's result dataclass (``SurfaceResult``, ``CurvatureResult``, ``TrajectoryProjection``, ...). Heavy
+objects never enter the key: the run is loaded inside through the shared :func:`ui.cache.load_run_cached`.
 
 Long analyses report progress to an ``st.progress`` bar created by the page. ``st.cache_data`` records
 element calls made inside a cached function and cannot replay calls on a block created outside it
 ("a streamlit element is called on some layout block created outside the function"), so these results
 live in :func:`_result_store` instead: a process-wide, lock-protected LRU dict (``st.cache_resource``)
-keyed exactly like ``st.cache_data`` would be (function name, run path, weights hash, frozen settings),
-returning deep copies so callers can never mutate a cached result (the ``st.cache_data`` contract).
-Quick analyses without progress use ``st.cache_data`` directly.
-
-A module-level counter (:data:`COMPUTE_COUNT`) counts real computations (cache misses) per analysis;
-pages show it so users, and the browser test, can see that a display-only change recomputed nothing.
+keyed exactly like ``st.cache_data`` would be (function name, run path, weights hash, settings), returning
+deep copies so callers can never mutate a cached result (the ``st.cache_data`` contract). Each real
+computation (cache miss) adds one to the session counter ``compute:<name>`` (:func:`ui.state.count`).
 """
 
 from __future__ import annotations
 
 import copy
 import threading
-import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import streamlit as st
 
+from landscape_core.analyses import cost as C
+from landscape_core.analyses.connectivity import ConnectivityResult, connect_runs, plane_surface
+from landscape_core.analyses.flatness import FlatnessResult, flatness_summary
+from landscape_core.analyses.hessian import CurvatureResult, analyze_hessian
+from landscape_core.analyses.invariance import invariance_demo
+from landscape_core.analyses.noise import NoiseSweep, noise_vs_batch_size
+from landscape_core.analyses.study import estimator_study, sample_budget
+from landscape_core.analyses.surface import SurfaceResult, compute_surface
+from landscape_core.analyses.trajectory import TrajectoryProjection, project_trajectory
 from landscape_core.constants import DIRECTION_KINDS
+from landscape_core.params import detached_params
+from landscape_core.progress import ProgressFn
+from landscape_core.surface import Surface
 
 from .cache import load_run_cached
+from .state import count
 
-Progress = Callable[[float, str], None]
-COMPUTE_COUNT: Counter = Counter()
-
-
-def _count(name: str) -> None:
-    COMPUTE_COUNT[name] += 1
+T = TypeVar("T")
 
 
 class _Store:
@@ -52,7 +58,7 @@ class _Store:
         self.key_locks: dict = {}
         self.max_entries = max_entries
 
-    def get_or_compute(self, key: tuple, fn: Callable[[], dict]) -> dict:
+    def get_or_compute(self, key: tuple, fn: Callable[[], T]) -> T:
         with self.lock:
             if key in self.data:
                 self.data.move_to_end(key)
@@ -70,10 +76,6 @@ class _Store:
                 self.key_locks.pop(key, None)
             return value
 
-    def clear(self) -> None:
-        with self.lock:
-            self.data.clear()
-
 
 @st.cache_resource(show_spinner=False)
 def _result_store() -> _Store:
@@ -81,45 +83,201 @@ def _result_store() -> _Store:
     return _Store()
 
 
-def _cached(name: str, key: tuple, fn: Callable[[], dict]) -> dict:
-    def run() -> dict:
-        _count(name)
-        out = fn()
-        out["computed_at"] = time.time()
-        return out
+def _cached(name: str, key: tuple, fn: Callable[[], T]) -> T:
+    def run() -> T:
+        count(f"compute:{name}")
+        return fn()
 
     return _result_store().get_or_compute((name, *key), run)
 
 
-def has_result(name: str, *key: Any, **settings: Any) -> bool:
-    """Whether ``cached_<name>(*key, **settings)`` is already stored (pages then show it without a button)."""
-    settings.pop("progress", None)
-    full = (name, *key, _freeze(settings)) if settings else (name, *key)
+def has_result(name: str, *key: Any) -> bool:
+    """Whether ``cached_<name>(*key)`` is already stored (pages then show it without a button)."""
     store = _result_store()
     with store.lock:
-        return full in store.data
+        return (name, *key) in store.data
 
 
-def clear_results() -> None:
-    """Forget every stored analysis result."""
-    _result_store().clear()
+# --- settings: the cache keys and the engine calls' arguments -----------------------------------------
 
 
-def _freeze(settings: Mapping[str, Any]) -> tuple:
-    """Settings as a sorted tuple of pairs (lists -> tuples) so they hash the same way every time."""
-
-    def fz(v: Any) -> Any:
-        if isinstance(v, (list, tuple)):
-            return tuple(fz(x) for x in v)
-        if isinstance(v, Mapping):
-            return tuple(sorted((k, fz(x)) for k, x in v.items()))
-        return v
-
-    return tuple(sorted((k, fz(v)) for k, v in settings.items()))
+def _positive(name: str, value: Any) -> None:
+    if not (isinstance(value, (int, float)) and value > 0):
+        raise ValueError(f"{name} must be positive, got {value!r}")
 
 
-def _thaw(frozen: tuple) -> dict[str, Any]:
-    return {k: v for k, v in frozen}
+def _split(split: str) -> None:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+
+@dataclass(frozen=True)
+class SurfaceSettings:
+    """A loss surface: ``directions`` (one of ``DIRECTION_KINDS``), ``runs`` (other run paths for
+    ``"runs"``: one for a line, two for a plane; they then set the dimension), grid, span, data subset."""
+
+    directions: str = "random"
+    dims: int = 2
+    span: float = 1.0
+    grid: int = 21
+    samples: int | None = 512
+    split: str = "train"
+    seed: int = 0
+    runs: tuple[str, ...] = ()
+    normalization: str = "filter"
+    ignore_1d: bool = True
+
+    def __post_init__(self) -> None:
+        if self.directions not in DIRECTION_KINDS:
+            raise ValueError(f"unknown direction kind {self.directions!r}; choose one of {DIRECTION_KINDS}")
+        if self.directions == "runs" and len(self.runs) not in (1, 2):
+            raise ValueError(f"directions through runs need 1 or 2 other runs, got {len(self.runs)}")
+        if self.dims not in (1, 2):
+            raise ValueError(f"dims must be 1 or 2, got {self.dims!r}")
+        _positive("span", self.span)
+        _split(self.split)
+
+    @property
+    def effective_dims(self) -> int:
+        """The surface's dimension: the number of other runs for ``"runs"``, else ``dims``."""
+        return len(self.runs) if self.directions == "runs" else self.dims
+
+    @property
+    def n_points(self) -> int:
+        """Grid points to evaluate."""
+        return self.grid ** self.effective_dims
+
+    def kwargs(self) -> dict[str, Any]:
+        """``compute_surface`` arguments (the other runs are loaded by :func:`cached_surface`)."""
+        d = asdict(self)
+        d.pop("runs")
+        d["dims"] = self.effective_dims
+        return d
+
+
+@dataclass(frozen=True)
+class HessianSettings:
+    """``analyze_hessian`` settings (defaults: the engine's, except a 512-example subset)."""
+
+    top_k: int = 5
+    trace: bool = True
+    trace_probes: int = 50
+    trace_method: str = "krylov-hutch++"
+    density: bool = False
+    density_probes: int = 4
+    lanczos_steps: int = 60
+    per_layer: bool = False
+    smallest: bool = True
+    samples: int | None = 512
+    split: str = "train"
+    seed: int = 0
+    exact: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("top_k", self.top_k)
+        _split(self.split)
+
+    def kwargs(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrajectorySettings:
+    """``project_trajectory`` settings plus the PCA-plane surface drawn under the path."""
+
+    samples: int | None = 512
+    split: str = "train"
+    seed: int = 0
+    grid: int = 21
+    span: float = 1.0
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"samples": self.samples, "split": self.split, "seed": self.seed}
+
+    def surface(self) -> SurfaceSettings:
+        """The PCA-plane surface under the path."""
+        return SurfaceSettings(directions="pca", dims=2, grid=self.grid, span=self.span, samples=self.samples,
+                               split=self.split, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class ConnectivitySettings:
+    """``connect_runs`` settings; ``plane_grid > 0`` with a Bezier curve also computes the loss over the
+    plane through A, B and the trained control point."""
+
+    curve: str = "linear"
+    n_points: int = 21
+    samples: int | None = 512
+    split: str = "train"
+    seed: int = 0
+    bezier_steps: int = 200
+    bezier_lr: float = 1e-2
+    plane_grid: int = 0
+
+    def __post_init__(self) -> None:
+        if self.curve not in ("linear", "bezier"):
+            raise ValueError(f"curve must be 'linear' or 'bezier', got {self.curve!r}")
+        _split(self.split)
+
+    def kwargs(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("plane_grid")
+        if self.curve == "linear":
+            d.pop("bezier_steps")
+            d.pop("bezier_lr")
+        return d
+
+
+@dataclass(frozen=True)
+class FlatnessSettings:
+    """``flatness_summary`` settings."""
+
+    samples: int | None = 256
+    n_directions: int = 10
+    rho: float = 0.05
+    epsilon: float = 1e-3
+    ascent_steps: int = 5
+    basin_directions: int = 5
+    seed: int = 0
+    split: str = "train"
+
+    def kwargs(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InvarianceSettings:
+    """``invariance_demo`` settings."""
+
+    c: float = 10.0
+    samples: int = 128
+    n_directions: int = 5
+    ascent_steps: int = 5
+    seed: int = 0
+
+    def kwargs(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NoiseSettings:
+    """``noise_vs_batch_size`` settings (batch sizes sorted, at least two)."""
+
+    batch_sizes: tuple[int, ...] = (16, 32, 64, 128, 256)
+    n_batches: int = 10
+    samples: int | None = 512
+    seed: int = 0
+    split: str = "train"
+
+    def __post_init__(self) -> None:
+        if len(self.batch_sizes) < 2:
+            raise ValueError(f"pick at least two batch sizes, got {list(self.batch_sizes)}")
+
+    def kwargs(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- runs ------------------------------------------------------------------------------------------
 
 
 def run_meta(run_path: str) -> dict:
@@ -160,70 +318,39 @@ def run_summary(run_path: str) -> dict:
 
 
 def _loss_fn(run: Any, samples: int | None, split: str, seed: int) -> Any:
-    from landscape_core.analyses.resolve import loss_function
+    from landscape_core.functional import loss_function_for_run
 
-    return loss_function(run, split=split, samples=samples, seed=seed, device=None)
+    return loss_function_for_run(run, split=split, samples=samples, seed=seed)
 
 
 # --- surfaces -------------------------------------------------------------------------------------
 
 
-def compute_surface_dict(run_path: str, settings: Mapping[str, Any], progress: Progress | None = None) -> dict:
-    """The uncached surface: ``landscape_core.surface.compute_surface(run, ...).to_dict()`` plus
-    ``labels`` (axis labels), ``run_coords`` / ``run_names`` (runs' positions in a plane through runs)
-    and ``request`` (the settings asked for).
-
-    Settings: ``directions`` (``random``, ``pca``, ``hessian``, ``gradient``, ``runs``), ``runs`` (other
-    run paths for ``runs``: one for a line, two for a plane), ``dims``, ``span``, ``grid``, ``samples``,
-    ``split``, ``seed``, ``normalization``, ``ignore_1d``.
-    """
-    from landscape_core.analyses.surface import compute_surface
-
-    s = dict(settings)
-    kind = s.pop("directions", "random")
-    others = tuple(s.pop("runs", ()) or ())
-    if kind not in DIRECTION_KINDS:
-        raise ValueError(f"unknown direction kind {kind!r}; choose one of {DIRECTION_KINDS}")
+def compute_surface_result(run_path: str, settings: SurfaceSettings, progress: ProgressFn | None = None
+                           ) -> SurfaceResult:
+    """The uncached surface: ``compute_surface(run, ...)`` with the other runs loaded for ``"runs"``."""
     run = load_run_cached(run_path)
-    if kind == "runs":
-        if len(others) not in (1, 2):
-            raise ValueError(f"directions through runs need 1 or 2 other runs, got {len(others)}")
-        s["dims"] = len(others)
-        directions: Any = ("runs", [load_run_cached(p) for p in others])
-    else:
-        directions = kind
-    out = compute_surface(run, directions=directions, progress=progress, **s).to_dict()
-    out["labels"] = list((out.get("directions") or {}).get("labels") or [])
-    pts = out.get("points") or []
-    out["run_coords"] = [list(p["coords"]) for p in pts] or None
-    out["run_names"] = [p["run"] for p in pts] or None
-    out["request"] = {"directions": kind, "runs": list(others),
-                      **{k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}}
-    return out
+    kw = settings.kwargs()
+    if settings.directions == "runs":
+        kw["directions"] = ("runs", [load_run_cached(p) for p in settings.runs])
+    return compute_surface(run, progress=progress, **kw)
 
 
-def cached_surface(run_path: str, weights_hash: str, **settings: Any) -> dict:
-    """Cached loss surface of a run (``Surface.to_dict()`` plus overlays, see :func:`compute_surface_dict`).
-
-    Pass ``progress=callable`` to follow a first (uncached) computation.
-    """
-    progress = settings.pop("progress", None)
-    frozen = _freeze(settings)
-    return _cached("surface", (run_path, weights_hash, frozen),
-                   lambda: compute_surface_dict(run_path, _thaw(frozen), progress))
+def cached_surface(run_path: str, weights_hash: str, settings: SurfaceSettings,
+                   progress: ProgressFn | None = None) -> SurfaceResult:
+    """Cached loss surface of a run (``progress`` follows a first, uncached computation)."""
+    return _cached("surface", (run_path, weights_hash, settings),
+                   lambda: compute_surface_result(run_path, settings, progress))
 
 
 # --- curvature -----------------------------------------------------------------------------------
 
 
-def cached_hessian(run_path: str, weights_hash: str, **settings: Any) -> dict:
-    """Cached ``analyze_hessian(run, **settings).to_dict()`` (``progress=`` optional, never hashed)."""
-    from landscape_core.analyses.hessian import analyze_hessian
-
-    progress = settings.pop("progress", None)
-    frozen = _freeze(settings)
-    return _cached("hessian", (run_path, weights_hash, frozen),
-                   lambda: analyze_hessian(load_run_cached(run_path), progress=progress, **_thaw(frozen)).to_dict())
+def cached_hessian(run_path: str, weights_hash: str, settings: HessianSettings,
+                   progress: ProgressFn | None = None) -> CurvatureResult:
+    """Cached ``analyze_hessian(run, **settings.kwargs())``."""
+    return _cached("hessian", (run_path, weights_hash, settings),
+                   lambda: analyze_hessian(load_run_cached(run_path), progress=progress, **settings.kwargs()))
 
 
 def resmooth_density(density: Mapping[str, Any], sigma: float, grid_size: int = 400) -> tuple[np.ndarray, np.ndarray]:
@@ -236,13 +363,6 @@ def resmooth_density(density: Mapping[str, Any], sigma: float, grid_size: int = 
     return grid, smooth(nodes, weights, grid, sigma)
 
 
-def ritz_history(alpha: Sequence[float], beta: Sequence[float]) -> list[list[float]]:
-    """Ritz values after each Lanczos step (``landscape_core.analyses.hessian.ritz_history``)."""
-    from landscape_core.analyses.hessian import ritz_history as _ritz_history
-
-    return _ritz_history(alpha, beta)
-
-
 @st.cache_data(show_spinner=False, max_entries=16)
 def cached_estimator_study(run_path: str, weights_hash: str, samples: int | None = 512, split: str = "train",
                            seed: int = 0, lanczos_steps: int = 40, probes: int = 100, exact: bool = True) -> dict:
@@ -252,22 +372,17 @@ def cached_estimator_study(run_path: str, weights_hash: str, samples: int | None
     standard error is drawn from them), and, for models with at most ``exact.MAX_EXACT_PARAMS``
     parameters, the exact eigenvalues and trace of the dense float64 Hessian.
     """
-    from landscape_core.analyses.study import estimator_study
-
-    _count("estimators")
-    out = estimator_study(load_run_cached(run_path), samples=samples, split=split, seed=seed,
-                          lanczos_steps=lanczos_steps, probes=probes, exact=exact).to_dict()
-    out["computed_at"] = time.time()
-    return out
+    count("compute:estimators")
+    return estimator_study(load_run_cached(run_path), samples=samples, split=split, seed=seed,
+                           lanczos_steps=lanczos_steps, probes=probes, exact=exact).to_dict()
 
 
 def cached_sample_budget(run_path: str, weights_hash: str, budgets: Sequence[int], seeds: Sequence[int] = (0, 1, 2),
-                         split: str = "train", progress: Progress | None = None) -> dict:
+                         split: str = "train", progress: ProgressFn | None = None) -> dict:
     """lambda_max and trace estimated on data subsets of several sizes and seeds: how estimates stabilise
     as the sample budget grows (the spread across seeds is the subsampling variance)."""
-    from landscape_core.analyses.study import sample_budget
-
     budgets, seeds = tuple(int(b) for b in budgets), tuple(int(s) for s in seeds)
+
     return _cached("sample_budget", (run_path, weights_hash, budgets, seeds, split),
                    lambda: sample_budget(load_run_cached(run_path), budgets, seeds, split=split,
                                          progress=progress).to_dict())
@@ -276,18 +391,12 @@ def cached_sample_budget(run_path: str, weights_hash: str, budgets: Sequence[int
 # --- trajectory, connectivity, flatness, noise ---------------------------------------------------
 
 
-def _as_dict(x: Any) -> dict:
-    return x.to_dict() if hasattr(x, "to_dict") else dict(x)
-
-
-def cached_trajectory(run_path: str, weights_hash: str, **settings: Any) -> dict:
-    """Cached ``project_trajectory(run, **settings).to_dict()`` (``progress=`` optional)."""
-    from landscape_core.analyses.trajectory import project_trajectory
-
-    progress = settings.pop("progress", None)
-    frozen = _freeze(settings)
-    return _cached("trajectory", (run_path, weights_hash, frozen),
-                   lambda: _as_dict(project_trajectory(load_run_cached(run_path), progress=progress, **_thaw(frozen))))
+def cached_trajectory(run_path: str, weights_hash: str, settings: TrajectorySettings,
+                      progress: ProgressFn | None = None) -> TrajectoryProjection:
+    """Cached ``project_trajectory(run, samples=, split=, seed=)``."""
+    kw = settings.kwargs()
+    return _cached("trajectory", (run_path, weights_hash, tuple(sorted(kw.items()))),
+                   lambda: project_trajectory(load_run_cached(run_path), progress=progress, **kw))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -304,105 +413,76 @@ def cached_pca_variance(run_path: str, weights_hash: str, k: int = 10) -> list[f
     return [float(x) for x in pca.explained_variance_ratio]
 
 
-def _plane_surface(run_a: Any, run_b: Any, res: Any, settings: Mapping[str, Any], grid: int) -> dict | None:
-    """Loss over the plane through A, B and the trained Bezier control point C, in the basis of the
-    result's ``plane`` coordinates (``landscape_core.analyses.connectivity.plane_surface``)."""
-    from landscape_core.analyses.connectivity import plane_surface
-    from landscape_core.params import detached_params
-
+def _plane_surface(run_a: Any, run_b: Any, res: ConnectivityResult, settings: Mapping[str, Any],
+                   grid: int) -> Surface | None:
+    """Loss over the plane through A, B and the trained Bezier control point (same data subset as the path;
+    ``landscape_core.analyses.connectivity.plane_surface``), ``None`` for a linear path."""
     lf = _loss_fn(run_a, settings.get("samples", 512), settings.get("split", "train"), int(settings.get("seed", 0)))
-    surf = plane_surface(lf, detached_params(run_b.model), res, grid)
-    if surf is None:
-        return None
-    out = surf.to_dict()
-    out["labels"] = list(surf.directions.labels)
-    return out
+    return plane_surface(lf, detached_params(run_b.model), res, grid)
 
 
-def cached_connectivity(path_a: str, hash_a: str, path_b: str, hash_b: str, *, plane_grid: int = 0,
-                        **settings: Any) -> dict:
-    """Cached ``connect_runs(run_a, run_b, **settings).to_dict()`` (``progress=`` optional).
+def cached_connectivity(path_a: str, hash_a: str, path_b: str, hash_b: str, settings: ConnectivitySettings,
+                        progress: ProgressFn | None = None) -> tuple[ConnectivityResult, Surface | None]:
+    """Cached ``connect_runs(run_a, run_b, **settings.kwargs())`` and, for a Bezier curve with
+    ``settings.plane_grid > 0``, the loss over the plane through A, B and the trained control point
+    (:func:`_plane_surface`; ``None`` otherwise)."""
+    kw = settings.kwargs()
 
-    For a Bezier curve with ``plane_grid > 0`` the result also holds ``plane_surface``: the loss over the
-    plane through A, B and the trained control point (see :func:`_plane_surface`).
-    """
-    from landscape_core.analyses.connectivity import connect_runs
-
-    progress = settings.pop("progress", None)
-    frozen = _freeze(settings)
-
-    def compute() -> dict:
+    def compute() -> tuple[ConnectivityResult, Surface | None]:
         run_a, run_b = load_run_cached(path_a), load_run_cached(path_b)
-        res = connect_runs(run_a, run_b, progress=progress, **_thaw(frozen))
-        out = _as_dict(res)
-        if plane_grid and res.curve == "bezier":
+        res = connect_runs(run_a, run_b, progress=progress, **kw)
+        plane = None
+        if settings.plane_grid and res.curve == "bezier":
             if progress is not None:
                 progress(0.99, "loss over the plane through A, B and the control point")
-            out["plane_surface"] = _plane_surface(run_a, run_b, res, _thaw(frozen), plane_grid)
-        return out
+            plane = _plane_surface(run_a, run_b, res, kw, settings.plane_grid)
+        return res, plane
 
-    return _cached("connectivity", (path_a, hash_a, path_b, hash_b, plane_grid, frozen), compute)
-
-
-def cached_flatness(run_path: str, weights_hash: str, **settings: Any) -> dict:
-    """Cached ``flatness_summary(run, **settings).to_dict()`` (``progress=`` optional)."""
-    from landscape_core.analyses.flatness import flatness_summary
-
-    progress = settings.pop("progress", None)
-    frozen = _freeze(settings)
-    return _cached("flatness", (run_path, weights_hash, frozen),
-                   lambda: _as_dict(flatness_summary(load_run_cached(run_path), progress=progress, **_thaw(frozen))))
+    return _cached("connectivity", (path_a, hash_a, path_b, hash_b, settings), compute)
 
 
-def cached_invariance(run_path: str, weights_hash: str, **settings: Any) -> dict:
-    """Cached ``invariance_demo(run, **settings)`` as a dict.
+def cached_flatness(run_path: str, weights_hash: str, settings: FlatnessSettings,
+                    progress: ProgressFn | None = None) -> FlatnessResult:
+    """Cached ``flatness_summary(run, **settings.kwargs())``."""
+    return _cached("flatness", (run_path, weights_hash, settings),
+                   lambda: flatness_summary(load_run_cached(run_path), progress=progress, **settings.kwargs()))
+
+
+def cached_invariance(run_path: str, weights_hash: str, settings: InvarianceSettings) -> dict:
+    """Cached ``invariance_demo(run, substitute_relu=True, **settings).to_dict()``.
 
     A function-preserving rescale needs positively homogeneous activations (ReLU). For a run whose
     network uses another activation (tanh...), the demo runs on the same architecture and weights with
-    ReLU instead, and says so (``"relu_substitute": True``): no rescaling preserves a tanh network.
+    ReLU instead, and says so (``"relu_substitute": True``): no rescaling preserves a tanh network. Each
+    measure row states whether it stayed ``invariant`` within the engine's stated ``tolerance``.
     """
-    from landscape_core.analyses.invariance import invariance_demo
-
-    frozen = _freeze(settings)
-    return _cached("invariance", (run_path, weights_hash, frozen),
-                   lambda: invariance_demo(load_run_cached(run_path), substitute_relu=True, **_thaw(frozen)).to_dict())
+    return _cached("invariance", (run_path, weights_hash, settings),
+                   lambda: invariance_demo(load_run_cached(run_path), substitute_relu=True,
+                                           **settings.kwargs()).to_dict())
 
 
-def cached_noise(run_path: str, weights_hash: str, **settings: Any) -> dict:
-    """Cached ``noise_vs_batch_size(run, **settings)`` as a dict (``progress=`` optional)."""
-    from landscape_core.analyses.noise import noise_vs_batch_size
-
-    progress = settings.pop("progress", None)
-    frozen = _freeze(settings)
-    return _cached("noise", (run_path, weights_hash, frozen),
-                   lambda: _as_dict(noise_vs_batch_size(load_run_cached(run_path), progress=progress, **_thaw(frozen))))
+def cached_noise(run_path: str, weights_hash: str, settings: NoiseSettings,
+                 progress: ProgressFn | None = None) -> NoiseSweep:
+    """Cached ``noise_vs_batch_size(run, **settings.kwargs())``."""
+    return _cached("noise", (run_path, weights_hash, settings),
+                   lambda: noise_vs_batch_size(load_run_cached(run_path), progress=progress, **settings.kwargs()))
 
 
 # --- cost ---------------------------------------------------------------------------------------
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def cost_string(run_path: str, weights_hash: str, samples: int | None, forwards: int = 0, hvps: int = 0,
-                plan: str | None = None, settings: tuple = ()) -> str:
-    """Human-readable cost estimate from the engine's one planner (``landscape_core.analyses.cost``: times
-    one forward / gradient / HVP on the same analysis subset and multiplies by the planned counts).
-
-    ``plan="hessian" | "surface" | "connectivity"`` with ``settings`` (sorted ``(name, value)`` pairs of
-    the analysis call's arguments) takes the counts from the analysis itself (e.g. ``planned_hvps``);
-    without ``plan``, ``forwards`` and ``hvps`` are used as given.
-    """
-    from landscape_core.analyses import cost as C
-
+def cost_string(run_path: str, weights_hash: str, settings: SurfaceSettings | HessianSettings | ConnectivitySettings,
+                compare: int = 0) -> str:
+    """Human-readable estimate of an analysis' cost from the engine's one planner
+    (``landscape_core.analyses.cost``: one forward / gradient / HVP timed on the same subset, times the
+    analysis' planned counts); ``compare``: further runs' surfaces with the same settings."""
     run = load_run_cached(run_path)
-    kw = dict(settings)
-    if plan is None:
-        est = C.plan_units(run, forwards=forwards, hvps=hvps, samples=samples)
-    elif plan == "hessian":
-        est = C.plan_hessian(run, **{"samples": samples, **kw})
-    elif plan == "surface":
-        est = C.plan_surface(run, **{"samples": samples, **kw})
-    elif plan == "connectivity":
-        est = C.plan_connectivity(run, **{"samples": samples, **kw})
+    if isinstance(settings, HessianSettings):
+        est = C.plan_hessian(run, **settings.kwargs())
+    elif isinstance(settings, SurfaceSettings):
+        est = C.plan_surface(run, grid=settings.grid, dims=settings.effective_dims, surfaces=1 + compare,
+                             samples=settings.samples, split=settings.split, seed=settings.seed)
     else:
-        raise ValueError(f"unknown cost plan {plan!r}; choose 'hessian', 'surface' or 'connectivity'")
+        est = C.plan_connectivity(run, **settings.kwargs(), plane_grid=settings.plane_grid)
     return est.describe()

@@ -18,6 +18,7 @@ import streamlit as st
 
 from landscape_core import presets as _presets
 from landscape_core import sweep as _sweep
+from landscape_core.analyses.surface import SurfaceResult
 from landscape_core.report import csv_text
 
 from .common import show_error
@@ -43,11 +44,6 @@ def sweeps_dir():
     d = workspace() / "sweeps"
     d.mkdir(parents=True, exist_ok=True)
     return d
-
-
-def existing_sweeps() -> list[str]:
-    """Names of sweep folders in the workspace (those with a ``sweep.json``)."""
-    return sorted(p.name for p in sweeps_dir().iterdir() if (p / "sweep.json").is_file())
 
 
 def sweep_form() -> tuple[_sweep.SweepSpec, str] | None:
@@ -272,7 +268,7 @@ def preset_results(d: Mapping[str, Any]) -> None:
     for line in d["summary"]:
         st.markdown(f"- {line}")
     if d.get("surfaces"):
-        pairs = [(label, s) for label, s in d["surfaces"].items()]
+        pairs = [(label, SurfaceResult.from_dict(s).surface) for label, s in d["surfaces"].items()]
         st.plotly_chart(surfaces_side_by_side(pairs, kind="contour", log=True), width="stretch",
                         key=f"pr_surf_{d['name']}")
         st.caption("Filter-normalised random directions, the same seed for every run, one shared log colour scale.")

@@ -2,14 +2,12 @@
 Hessian spectra and densities, estimator convergence, PCA trajectories, connectivity paths, flatness
 stem plots and gradient-noise curves.
 
-Every builder takes plain dicts / lists / arrays (the ``to_dict()`` forms of engine results), never
-tensors or runs, so they are pure and testable with synthetic data. Conventions (DESIGN.md section 5):
-explicit colorscales, float32 arrays, trajectory lines lifted slightly above 3D surfaces, one shared
-colour / z range when several surfaces are compared.
-
-Surface dicts are read through :func:`surface_arrays`, which accepts the key names the engine uses
-(``alphas``/``betas`` or ``x``/``y`` coordinates; ``loss``/``accuracy`` grids, or ``values``) and
-returns ``(x, y, Z)`` with ``Z[j, i]`` the value at ``(x[i], y[j])`` (Plotly's row = y convention).
+Surface builders take the engine's typed results (``landscape_core.surface.Surface`` and
+``landscape_core.trajectory.TrajectoryProjection``); the others take plain sequences of numbers. None
+takes tensors or runs, so they are pure and testable with synthetic data. Conventions (DESIGN.md
+section 5): explicit colorscales, float32 arrays, trajectory lines lifted slightly above 3D surfaces, one
+shared colour / z range when several surfaces are compared. A 2-D grid is ``Z[j, i]`` at
+``(alphas[i], betas[j])``: the engine's layout and Plotly's (row = y).
 """
 
 from __future__ import annotations
@@ -22,57 +20,35 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from landscape_core.connectivity import PathResult
+from landscape_core.constants import PALETTE
+from landscape_core.flatness import PerturbationProfile
+from landscape_core.surface import Surface
+from landscape_core.trajectory import TrajectoryProjection
+
 F32 = np.float32
 LIFT_FRACTION = 0.01  # trajectory lines float this fraction of the z range above a 3D surface
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
-_X_KEYS = ("alphas", "x", "xs", "coords_x", "a")
-_Y_KEYS = ("betas", "y", "ys", "coords_y", "b")
-_METRIC_KEYS = {
-    "loss": ("loss", "losses", "train_loss", "values", "z"),
-    "accuracy": ("accuracy", "acc", "accuracies", "train_acc"),
-}
+METRICS = ("loss", "accuracy")
+COLORSCALES = ("Viridis", "Cividis", "Plasma", "Turbo")  # the explicit colour scales the pages offer
 
 
 def _f32(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).astype(F32)
 
 
-def _first(d: Mapping[str, Any], keys: Sequence[str]) -> Any:
-    for k in keys:
-        if k in d and d[k] is not None:
-            return d[k]
-    return None
-
-
-def surface_arrays(surface: Mapping[str, Any], metric: str = "loss") -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """``(x, y, Z)`` from a surface dict; ``y`` is ``None`` for a 1-D scan.
-
-    For 2-D, ``Z`` has shape ``(len(y), len(x))``: ``Z[j, i]`` is the value at ``(x[i], y[j])``, the
-    engine's convention (``landscape_core.surface.Surface.loss``) and Plotly's. A grid stored the other
-    way round is transposed only when its shape says so unambiguously or the dict says
-    ``"layout": "xy"``.
+def surface_arrays(surface: Surface, metric: str = "loss") -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``(x, y, Z)`` of a surface in float32; ``y`` is ``None`` for a 1-D scan.
 
     Raises:
-        ValueError: when the dict holds no coordinates or no grid for ``metric``.
+        ValueError: for an unknown ``metric``, or a 2-D grid whose shape is not ``(len(betas), len(alphas))``.
     """
-    if metric not in _METRIC_KEYS:
+    if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose 'loss' or 'accuracy'")
-    x = _first(surface, _X_KEYS)
-    if x is None:
-        raise ValueError(f"surface dict has no x coordinates (looked for {_X_KEYS})")
-    vals = _first(surface, _METRIC_KEYS[metric])
-    if isinstance(vals, Mapping):  # e.g. {"loss": {...}} nesting by split
-        vals = _first(vals, _METRIC_KEYS[metric])
-    if vals is None:
-        raise ValueError(f"surface dict has no {metric} values")
-    x = _f32(x)
-    Z = _f32(vals)
-    y = _first(surface, _Y_KEYS)
-    if y is None or Z.ndim == 1:
+    x = _f32(surface.alphas)
+    Z = _f32(surface.loss if metric == "loss" else surface.accuracy)
+    if surface.betas is None:
         return x, None, Z.reshape(-1)
-    y = _f32(y)
-    if surface.get("layout") == "xy" or (Z.shape == (len(x), len(y)) and len(x) != len(y)):
-        Z = np.ascontiguousarray(Z.T)
+    y = _f32(surface.betas)
     if Z.shape != (len(y), len(x)):
         raise ValueError(f"surface grid has shape {Z.shape}, expected {(len(y), len(x))}")
     return x, y, Z
@@ -110,9 +86,9 @@ def bilinear(x: np.ndarray, y: np.ndarray, Z: np.ndarray, px: Sequence[float], p
     )
 
 
-def _axis_labels(surface: Mapping[str, Any]) -> tuple[str, str]:
-    labels = surface.get("labels") or (surface.get("directions") or {}).get("labels") or ()
-    labels = list(labels) + ["alpha (direction 1)", "beta (direction 2)"][len(labels):]
+def _axis_labels(surface: Surface) -> tuple[str, str]:
+    labels = list(surface.directions.labels)
+    labels = labels + ["alpha (direction 1)", "beta (direction 2)"][len(labels):]
     return str(labels[0]), str(labels[1])
 
 
@@ -121,7 +97,7 @@ def _metric_label(metric: str, log: bool) -> str:
     return f"log10 {base}" if log else base
 
 
-def shared_zrange(surfaces: Sequence[Mapping[str, Any]], metric: str = "loss", log: bool = False) -> tuple[float, float]:
+def shared_zrange(surfaces: Sequence[Surface], metric: str = "loss", log: bool = False) -> tuple[float, float]:
     """One ``(zmin, zmax)`` covering all surfaces (in the coloured units), for side-by-side comparison."""
     lo, hi = math.inf, -math.inf
     for s in surfaces:
@@ -134,34 +110,25 @@ def shared_zrange(surfaces: Sequence[Mapping[str, Any]], metric: str = "loss", l
     return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
 
 
-def trajectory_xy(trajectory: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` plane coordinates of a trajectory dict (``x``/``y`` lists or ``coords`` rows)."""
-    tx = _first(trajectory, ("x", "alphas", "coords_x"))
-    ty = _first(trajectory, ("y", "betas", "coords_y"))
-    if (tx is None or ty is None) and trajectory.get("coords") is not None:
-        c = np.asarray(trajectory["coords"], np.float64)
-        tx, ty = c[:, 0], c[:, 1]
-    if tx is None or ty is None:
-        raise ValueError("trajectory dict has no x/y coordinates")
-    return _f32(tx), _f32(ty)
+def trajectory_xy(trajectory: TrajectoryProjection) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` plane coordinates of a projected trajectory (its first two PCA coordinates)."""
+    c = np.asarray(trajectory.coords, np.float64)
+    return _f32(c[:, 0]), _f32(c[:, 1])
 
 
-def _hover_steps(trajectory: Mapping[str, Any], n: int) -> list[str]:
-    steps = trajectory.get("steps")
-    if steps is None or len(steps) != n:
-        return [f"snapshot {i}" for i in range(n)]
-    return [f"step {int(s)}" for s in steps]
+def _hover_steps(trajectory: TrajectoryProjection) -> list[str]:
+    return [f"step {int(s)}" for s in trajectory.steps]
 
 
 def _add_surface_traces(
     fig: go.Figure,
-    surface: Mapping[str, Any],
+    surface: Surface,
     *,
     kind: str,
     log: bool,
     zrange: tuple[float, float] | None,
     colorscale: str,
-    trajectory: Mapping[str, Any] | None,
+    trajectory: TrajectoryProjection | None,
     metric: str,
     row: int | None = None,
     col: int | None = None,
@@ -202,7 +169,7 @@ def _add_surface_traces(
             tx, ty = trajectory_xy(trajectory)
             fig.add_trace(go.Scatter(x=tx, y=ty, mode="lines+markers", name="trajectory",
                                      line={"color": "#d62728", "width": 2}, marker={"size": 5},
-                                     text=_hover_steps(trajectory, len(tx)), hoverinfo="text+x+y",
+                                     text=_hover_steps(trajectory), hoverinfo="text+x+y",
                                      showlegend=row is None), **rc)
         fig.update_xaxes(title_text=xl, **rc)
         fig.update_yaxes(title_text=yl, **rc)
@@ -221,7 +188,7 @@ def _add_surface_traces(
         tz = bilinear(x, y, C, tx, ty) + LIFT_FRACTION * max(span, 1e-12)
         fig.add_trace(go.Scatter3d(x=tx, y=ty, z=tz.astype(F32), mode="lines+markers", name="trajectory",
                                    line={"color": "#d62728", "width": 5}, marker={"size": 3, "color": "#d62728"},
-                                   text=_hover_steps(trajectory, len(tx)), showlegend=row is None), **rc)
+                                   text=_hover_steps(trajectory), showlegend=row is None), **rc)
     scene = {"xaxis": {"title": {"text": xl}}, "yaxis": {"title": {"text": yl}}, "zaxis": {"title": {"text": label}}}
     if zrange is not None:
         scene["zaxis"]["range"] = list(zrange)
@@ -232,13 +199,13 @@ def _add_surface_traces(
 
 
 def surface_figure(
-    surface: Mapping[str, Any],
+    surface: Surface,
     *,
     kind: str = "3d",
     log: bool = False,
     zrange: tuple[float, float] | None = None,
     colorscale: str = "Viridis",
-    trajectory: Mapping[str, Any] | None = None,
+    trajectory: TrajectoryProjection | None = None,
     title: str | None = None,
     metric: str = "loss",
     height: int = 520,
@@ -246,12 +213,12 @@ def surface_figure(
     """A loss (or accuracy) surface as a 1-D line, a filled contour or a 3-D surface.
 
     Args:
-        surface: a surface dict (``SurfaceResult.to_dict()``), see :func:`surface_arrays`.
+        surface: the engine's :class:`~landscape_core.surface.Surface`.
         kind: ``"1d"``, ``"contour"`` or ``"3d"``; a 2-D surface shown as ``"1d"`` gives its beta = 0 slice.
         log: colour (and z) by ``log10`` of the value: shows structure near a minimum.
         zrange: fixed ``(zmin, zmax)`` in coloured units, to share one scale between figures.
         colorscale: an explicit Plotly colorscale name.
-        trajectory: optional dict with ``x``, ``y`` (plane coordinates) and ``steps``: drawn over the
+        trajectory: optional projected trajectory (its PCA coordinates and steps): drawn over the
             contour, and lifted onto the 3-D surface (bilinear value + 1% of the z range).
         title: figure title.
         metric: ``"loss"`` or ``"accuracy"``.
@@ -267,13 +234,13 @@ def surface_figure(
 
 
 def surfaces_side_by_side(
-    surfaces: Sequence[tuple[str, Mapping[str, Any]]],
+    surfaces: Sequence[tuple[str, Surface]],
     *,
     kind: str = "contour",
     log: bool = False,
     colorscale: str = "Viridis",
     metric: str = "loss",
-    trajectories: Mapping[str, Mapping[str, Any]] | None = None,
+    trajectories: Mapping[str, TrajectoryProjection] | None = None,
     height: int = 460,
 ) -> go.Figure:
     """Several runs' surfaces on one shared colour / z scale, side by side (one column per run)."""
@@ -467,18 +434,18 @@ def path_values_figure(
 # --- mode connectivity -----------------------------------------------------------------------------
 
 
-def connectivity_figure(paths: Mapping[str, Mapping[str, Sequence[float]]], metric: str = "loss",
-                        *, title: str | None = None) -> go.Figure:
-    """Loss (or accuracy) along each path, ``t`` in [0, 1]; endpoints A (t=0) and B (t=1).
+PATH_METRICS = ("loss", "accuracy", "excess")
 
-    ``paths[name]`` holds ``t`` and ``loss`` / ``accuracy`` lists (optionally ``test_loss`` ...).
-    """
+
+def connectivity_figure(paths: Mapping[str, PathResult], metric: str = "loss",
+                        *, title: str | None = None) -> go.Figure:
+    """Loss, accuracy or excess over the chord along each path, ``t`` in [0, 1]; A at t=0, B at t=1."""
+    if metric not in PATH_METRICS:
+        raise ValueError(f"unknown path metric {metric!r}; choose one of {PATH_METRICS}")
     fig = go.Figure()
     for i, (name, p) in enumerate(paths.items()):
-        ys = p.get(metric)
-        if ys is None:
-            continue
-        fig.add_trace(go.Scatter(x=_f32(p["t"]), y=_f32(ys), mode="lines+markers", name=name,
+        ys = getattr(p, metric)
+        fig.add_trace(go.Scatter(x=_f32(p.ts), y=_f32(ys), mode="lines+markers", name=name,
                                  line={"color": PALETTE[i % len(PALETTE)]}, marker={"size": 4}))
     fig.update_layout(title={"text": title or f"{metric} along the paths"}, xaxis_title="t (A = 0, B = 1)",
                       yaxis_title=metric, height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10})
@@ -501,23 +468,20 @@ def plane_curve_overlay(fig: go.Figure, points: Mapping[str, Sequence[float]] | 
 # --- flatness and noise ----------------------------------------------------------------------------
 
 
-def flatness_stem_figure(profiles: Mapping[str, Mapping[str, Sequence[float]]], *, log: bool = False) -> go.Figure:
-    """Loss increase against perturbation radius, one stem series per run, with confidence intervals.
+def flatness_stem_figure(profiles: Mapping[str, PerturbationProfile], *, log: bool = False) -> go.Figure:
+    """Loss increase against perturbation radius, one stem series per run, with 95% confidence intervals.
 
-    ``profiles[name]`` holds ``radii``, ``mean`` (mean loss increase) and optionally ``lo``/``hi`` (CI).
     Series are offset slightly along x so the stems of several runs do not overlap.
     """
     fig = go.Figure()
     n = max(len(profiles), 1)
     for i, (name, p) in enumerate(profiles.items()):
-        r = np.asarray(p["radii"], np.float64)
-        m = np.asarray(p["mean"], np.float64)
+        r = np.asarray(p.radii, np.float64)
+        m = np.asarray(p.mean_increase, np.float64)
         step = float(np.min(np.diff(r))) if len(r) > 1 else 1.0
         rx = r + (i - (n - 1) / 2) * 0.12 * step
-        err = None
-        if p.get("lo") is not None and p.get("hi") is not None:
-            err = {"type": "data", "symmetric": False, "array": (np.asarray(p["hi"]) - m).astype(F32),
-                   "arrayminus": (m - np.asarray(p["lo"])).astype(F32), "visible": True}
+        err = {"type": "data", "symmetric": False, "array": (np.asarray(p.ci_high) - m).astype(F32),
+               "arrayminus": (m - np.asarray(p.ci_low)).astype(F32), "visible": True}
         color = PALETTE[i % len(PALETTE)]
         sx = np.repeat(rx, 3)
         sy = np.stack([np.zeros_like(m), m, np.full_like(m, np.nan)], 1).reshape(-1)

@@ -16,15 +16,15 @@ from typing import Any
 
 import streamlit as st
 
+from landscape_core.analyses.hessian import CurvatureResult
+from landscape_core.analyses.surface import SurfaceResult
+from landscape_core.demo import DEMO_CACHE, DEMO_CURVATURE, DEMO_RUNS, DEMO_SURFACE, demo_key
+
 from .cache import list_runs_cached
 from .common import guide_link, show_error
 from .state import presentation
 
-DEMO_RUNS = ("digits-sgd", "digits-sam", "digits-adam")
-SURFACE = {"directions": "random", "dims": 2, "grid": 21, "samples": 256, "span": 1.0, "seed": 0,
-           "normalization": "filter", "ignore_1d": True, "split": "train"}
-CURVATURE = {"top_k": 1, "trace": True, "trace_probes": 20, "trace_method": "hutchinson", "smallest": False,
-             "samples": 256, "seed": 0, "split": "train"}
+SURFACE, CURVATURE = DEMO_SURFACE, DEMO_CURVATURE
 SLIDES = ("question", "surfaces", "numbers", "caveat")
 
 
@@ -32,14 +32,6 @@ def demo_rows() -> list[dict]:
     """The shipped demo runs present (in SGD, SAM, Adam order)."""
     rows = {r["name"]: r for r in list_runs_cached() if r["source"] == "shipped"}
     return [rows[n] for n in DEMO_RUNS if n in rows]
-
-
-DEMO_CACHE = "demo-analyses.json"
-
-
-def demo_key(kind: str, name: str, weights_hash: str, settings: Mapping[str, Any]) -> str:
-    """Key of one shipped analysis: kind, run name, weights hash and the settings as canonical JSON."""
-    return f"{kind}|{name}|{weights_hash}|{json.dumps(dict(settings), sort_keys=True, separators=(',', ':'))}"
 
 
 @st.cache_resource(show_spinner=False)
@@ -61,25 +53,28 @@ def shipped_analysis(kind: str, row: Mapping[str, Any], settings: Mapping[str, A
 
 
 def demo_results(rows: list[dict]) -> list[dict]:
-    """Surface and curvature of each demo run: shipped with the checkpoints when the weights hash and settings
-    match, else computed (cached), with a progress bar on a cold start."""
+    """Surface (``SurfaceResult``) and curvature (``CurvatureResult``) of each demo run: shipped with the
+    checkpoints when the weights hash and settings match, else computed (cached), with a progress bar on a
+    cold start."""
     out = []
     bar = None
     n = len(rows)
     for i, r in enumerate(rows):
-        surf = shipped_analysis("surface", r, SURFACE)
-        hess = shipped_analysis("hessian", r, CURVATURE)
+        shipped_surf = shipped_analysis("surface", r, SURFACE)
+        shipped_hess = shipped_analysis("hessian", r, CURVATURE)
+        surf = None if shipped_surf is None else SurfaceResult.from_dict(shipped_surf)
+        hess = None if shipped_hess is None else CurvatureResult.from_dict(shipped_hess)
         if surf is None or hess is None:
-            from .analysis import cached_hessian, cached_surface
+            from . import analysis  # the analysis layer loads only when something must be computed
 
             if bar is None:
                 bar = st.progress(0.0, text="Computing surfaces and curvature (first visit only)...")
             if surf is None:
                 bar.progress(i / n, text=f"{r['name']}: loss surface")
-                surf = cached_surface(r["path"], r["weights_hash"], **SURFACE)
+                surf = analysis.cached_surface(r["path"], r["weights_hash"], analysis.SurfaceSettings(**SURFACE))
             if hess is None:
                 bar.progress((i + 0.6) / n, text=f"{r['name']}: curvature")
-                hess = cached_hessian(r["path"], r["weights_hash"], **CURVATURE)
+                hess = analysis.cached_hessian(r["path"], r["weights_hash"], analysis.HessianSettings(**CURVATURE))
         out.append({"row": r, "surface": surf, "hessian": hess})
     if bar is not None:
         bar.empty()
@@ -98,7 +93,7 @@ def story(results: list[dict]) -> str:
              "scaled filter by filter to the network's own weights, drawn on **one shared colour and height "
              "scale**, so the panels can be compared directly."]
     if "SGD" in by and "SAM" in by:
-        ls, lm = by["SGD"]["hessian"]["eigenvalues"][0], by["SAM"]["hessian"]["eigenvalues"][0]
+        ls, lm = by["SGD"]["hessian"].eigenvalues[0], by["SAM"]["hessian"].eigenvalues[0]
         if lm < ls:
             parts.append(f"SAM's minimum is flatter: its sharpest curvature λ_max is {lm:.3g} against SGD's "
                          f"{ls:.3g} ({ls / lm:.1f}x smaller), because SAM minimises the worst loss in a small "
@@ -107,7 +102,7 @@ def story(results: list[dict]) -> str:
             parts.append(f"Here SAM's λ_max ({lm:.3g}) is not below SGD's ({ls:.3g}): flatness depends on the "
                          "learning rate, batch size and radius, not on the optimizer's name alone.")
     if "ADAM" in by:
-        parts.append(f"Adam reaches λ_max = {by['ADAM']['hessian']['eigenvalues'][0]:.3g}: adaptive steps "
+        parts.append(f"Adam reaches λ_max = {by['ADAM']['hessian'].eigenvalues[0]:.3g}: adaptive steps "
                      "tolerate sharper directions than plain SGD at the same loss.")
     parts.append("Flatter is often, not always, better on the test set; compare the accuracies and gaps below, "
                  "and see the Guide for why flatness alone can mislead.")
@@ -119,10 +114,10 @@ def metrics_row(results: list[dict]) -> None:
     cols = st.columns(len(results))
     for c, x in zip(cols, results):
         r, h = x["row"], x["hessian"]
-        tr = h["trace"] or {}
+        tr = h.trace or {}
         with c:
             st.markdown(f"#### {label(r)}")
-            st.metric("λ_max (sharpness)", f"{h['eigenvalues'][0]:.3g}")
+            st.metric("λ_max (sharpness)", f"{h.eigenvalues[0]:.3g}")
             st.metric("trace of the Hessian", f"{tr.get('mean', float('nan')):.3g} ± {tr.get('stderr', 0):.2g}")
             st.metric("test accuracy", f"{r['test_acc']:.1%}" if r.get("test_acc") is not None else "n/a")
             st.metric("generalisation gap", f"{r['acc_gap']:+.1%}" if r.get("acc_gap") is not None else "n/a",
@@ -151,7 +146,7 @@ def _demo_figure(hashes: tuple[str, ...], kind: str, log: bool, height: int, _re
     then only re-sends a ready figure (never mutated: ``st.plotly_chart`` serialises it)."""
     from .figures import surfaces_side_by_side
 
-    fig = surfaces_side_by_side([(label(x["row"]), x["surface"]) for x in _results], kind=kind, log=log,
+    fig = surfaces_side_by_side([(label(x["row"]), x["surface"].surface) for x in _results], kind=kind, log=log,
                                 height=height)
     # filled bands instead of a per-pixel interpolated heatmap under the contour lines: the browser then
     # draws three panels of SVG paths, not three full-resolution images, on every view change

@@ -4,11 +4,16 @@ Every page calls :func:`init_page` first. State lives in plain session keys (not
 Streamlit drops a widget's state when the user switches to a page that does not render that widget:
 
 - ``"active_run"``: a plain ``str`` path to a run folder (default: the shipped ``checkpoints/digits-sgd``);
-- ``"presentation"``: ``bool``, larger type and fewer controls for classes and interviews.
+- ``"presentation"``: ``bool``, larger type and fewer controls for classes and interviews;
+- ``"_count:<name>"``: ``int``, instrumentation counters (:func:`count`): full page runs, fragment redraws
+  and computations. Tests read them; they are never drawn on screen.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import Counter
 from pathlib import Path
 
 import streamlit as st
@@ -26,6 +31,40 @@ h1 { font-size: 3rem !important; }
 h2 { font-size: 2.2rem !important; }
 </style>
 """
+
+
+#: set to a folder (tests only) to mirror the counters into files there: ``<folder>/<name>`` holds the
+#: process-wide count, so a browser test can read them without anything drawn on the page
+COUNTERS_ENV = "LANDSCAPE_TEST_COUNTERS"
+_PROCESS_COUNTS: Counter = Counter()
+_COUNTS_LOCK = threading.Lock()
+
+
+def count(name: str) -> int:
+    """Add one to the instrumentation counter ``name`` and return its value in this session.
+
+    Names in use: ``page:<page>`` (full script runs of an analysis page), ``fragment:<view>`` (reruns of a
+    display-only fragment), ``compute:<analysis>`` (cache misses, i.e. real computations). Per session in
+    ``st.session_state["_count:<name>"]``; mirrored to a file when :data:`COUNTERS_ENV` is set.
+    """
+    key = f"_count:{name}"
+    value = int(st.session_state.get(key, 0)) + 1
+    st.session_state[key] = value
+    folder = os.environ.get(COUNTERS_ENV)
+    if folder:
+        with _COUNTS_LOCK:
+            _PROCESS_COUNTS[name] += 1
+            out = Path(folder) / name.replace(":", "-")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(".tmp")
+            tmp.write_text(str(_PROCESS_COUNTS[name]))
+            os.replace(tmp, out)  # a reader never sees a half-written number
+    return value
+
+
+def counted(name: str) -> int:
+    """The session's current value of counter ``name`` (0 before the first :func:`count`)."""
+    return int(st.session_state.get(f"_count:{name}", 0))
 
 
 def workspace() -> Path:

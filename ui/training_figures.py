@@ -11,14 +11,16 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from landscape_core.constants import PALETTE
+from landscape_core.surface import Surface
+
 OPT_COLORS = {"sgd": "#1f77b4", "adam": "#2ca02c", "adamw": "#17becf", "sam": "#d62728", "asam": "#ff7f0e",
               "sam-adam": "#9467bd"}
-_FALLBACK = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
 def color_for(name: str, i: int = 0) -> str:
     """A stable colour per optimizer name (fallback palette by index)."""
-    return OPT_COLORS.get(name.lower(), _FALLBACK[i % len(_FALLBACK)])
+    return OPT_COLORS.get(name.lower(), PALETTE[i % len(PALETTE)])
 
 
 def learning_curves(history: Sequence[Mapping], *, title: str | None = None, log_loss: bool = False) -> go.Figure:
@@ -82,12 +84,12 @@ def compare_curves(histories: Mapping[str, Sequence[Mapping]], *, metric: str = 
     return fig
 
 
-def shared_plane_figure(surface: Mapping, trajectories: Mapping[str, Mapping], *, kind: str = "contour",
+def shared_plane_figure(surface: Surface, trajectories: Mapping[str, Mapping], *, kind: str = "contour",
                         log: bool = True, title: str | None = None) -> go.Figure:
     """One surface in a basis shared by several runs, with every run's trajectory drawn on it.
 
     Args:
-        surface: a surface dict (``ui.analysis.cached_surface(..., directions="runs")``).
+        surface: the surface through the runs (``ui.analysis.cached_surface(..., directions="runs")``).
         trajectories: run name -> ``{"x", "y", "steps"}`` plane coordinates (``ui.training_ui.plane_trajectories``).
         kind: ``"contour"`` or ``"3d"`` (lines lifted slightly above the surface).
         log: colour by log10(loss).

@@ -18,8 +18,10 @@ from pathlib import Path
 import streamlit as st
 
 from landscape_core.data import DATASETS, TORCHVISION, DataError, DatasetSpec, load_dataset
-from landscape_core.optimizers import ADAM_FAMILY, SCHEDULES
+from landscape_core.models import MODELS
+from landscape_core.optimizers import ADAM_FAMILY, OPTIMIZERS, SCHEDULES
 from landscape_core.runs import RunError
+from landscape_core.surface import Surface
 from landscape_core.training import TrainConfig, TrainResult, train
 
 from .cache import clear_caches
@@ -27,8 +29,6 @@ from .common import guide_link, show_error
 from .state import presentation, set_active_run, workspace
 from .training_figures import learning_curves, sharpness_figure
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "sam", "asam")
-MODELS = ("mlp", "cnn", "resnet20")
 LR_CHOICES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 _EPOCH_END = re.compile(r"^epoch \d+/\d+:")
 
@@ -75,7 +75,7 @@ def train_form() -> tuple[TrainConfig | None, str | None]:
         problem = dataset_problem(ds)
         if problem:
             show_error(problem)
-        model = st.selectbox("Model", MODELS, key="train_model")
+        model = st.selectbox("Model", list(MODELS), key="train_model")
         width, depth, channels, bn, act = 64, 2, 16, False, "relu"
         if model == "mlp":
             width = st.select_slider("Width", [4, 8, 16, 32, 64, 128, 256], value=64, key="train_width")
@@ -373,7 +373,7 @@ def plane_trajectories(paths: tuple[str, ...], hashes: tuple[str, ...]) -> dict[
 
 def compare_metrics(paths: list[str], *, with_curvature: bool = True, progress=None) -> list[dict]:
     """One row per run: accuracy, gaps, lambda_max, trace (± stderr), seconds per epoch, steps, grad evals."""
-    from .analysis import cached_hessian
+    from .analysis import HessianSettings, cached_hessian
     from .cache import load_run_cached
 
     rows = []
@@ -387,16 +387,16 @@ def compare_metrics(paths: list[str], *, with_curvature: bool = True, progress=N
         if with_curvature:
             if progress is not None:
                 progress(i / len(paths), f"curvature of {run.name}")
-            h = cached_hessian(p, run.weights_hash, **COMPARE_CURVATURE)
-            row["lambda_max"] = h["eigenvalues"][0]
-            row["trace"] = h["trace"]["mean"]
-            row["trace_stderr"] = h["trace"]["stderr"]
+            h = cached_hessian(p, run.weights_hash, HessianSettings(**COMPARE_CURVATURE))
+            row["lambda_max"] = h.eigenvalues[0]
+            row["trace"] = h.trace["mean"]
+            row["trace_stderr"] = h.trace["stderr"]
         rows.append(row)
     return rows
 
 
 def _show_compare(last: dict) -> None:
-    from .analysis import cached_surface
+    from .analysis import SurfaceSettings, cached_surface
     from .cache import load_run_cached
 
     paths = [p for p in last["paths"] if Path(p).exists()]
@@ -427,8 +427,8 @@ def _show_compare(last: dict) -> None:
         runs = [load_run_cached(p) for p in paths]
         try:
             with st.spinner("Loss surface in the plane of the final weights..."):
-                surf = cached_surface(paths[0], runs[0].weights_hash, **COMPARE_SURFACE, dims=2 if len(paths) >= 3 else 1,
-                                      runs=tuple(paths[1:3]))
+                surf = cached_surface(paths[0], runs[0].weights_hash,
+                                      SurfaceSettings(**COMPARE_SURFACE, runs=tuple(paths[1:3]))).surface
                 trajs = plane_trajectories(tuple(paths[:3]), tuple(r.weights_hash for r in runs[:3]))
         except (ValueError, RunError) as e:
             show_error(e)
@@ -448,7 +448,7 @@ def _compare_curves_fragment(histories: dict) -> None:
 
 
 @st.fragment
-def _shared_plane_fragment(surf: dict, trajs: dict, two_d: bool) -> None:
+def _shared_plane_fragment(surf: Surface, trajs: dict, two_d: bool) -> None:
     from .training_figures import shared_plane_figure
 
     kind = "contour"

@@ -103,3 +103,36 @@ def chart_by_key(at, key: str) -> dict:
         if key in (c.proto.id or ""):
             return json.loads(c.proto.spec)
     raise AssertionError(f"no chart {key!r}; charts: {[c.proto.id for c in charts]}")
+
+
+def make_surface(alphas, betas, loss, accuracy=None, *, labels=("d1", "d2"), center_loss: float = float("nan"),
+                 seed: int | None = 0):
+    """A ``landscape_core.surface.Surface`` from plain arrays (synthetic data for figure and export tests).
+
+    Its direction set holds one-element zero tensors: figures and exports read only its kind and labels.
+    """
+    import numpy as np
+    import torch
+
+    from landscape_core.directions import DirectionSet
+    from landscape_core.surface import Surface
+
+    loss = np.asarray(loss, np.float64)
+    acc = np.full_like(loss, np.nan) if accuracy is None else np.asarray(accuracy, np.float64)
+    dirs = [{"w": torch.zeros(1)} for _ in range(1 if betas is None else 2)]
+    ds = DirectionSet("random", dirs, seed, labels=tuple(labels))
+    return Surface(np.asarray(alphas, np.float64), None if betas is None else np.asarray(betas, np.float64), loss, acc,
+                   center_loss, float("nan"), ds, seed)
+
+
+def make_trajectory(x, y, steps=None):
+    """A ``landscape_core.trajectory.TrajectoryProjection`` with the given plane coordinates (other fields 0)."""
+    import numpy as np
+
+    from landscape_core.trajectory import TrajectoryProjection
+
+    coords = np.stack([np.asarray(x, np.float64), np.asarray(y, np.float64)], 1)
+    n = len(coords)
+    zeros = np.zeros(n)
+    steps = np.arange(n) if steps is None else np.asarray(steps)
+    return TrajectoryProjection(steps, coords, zeros, zeros, zeros, zeros, np.zeros(2))

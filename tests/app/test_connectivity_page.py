@@ -74,10 +74,11 @@ def test_linear_and_bezier_paths(app_test):
     cx = figure_arrays({"data": [curve]}, 0, "x")
     assert cx[0] == pytest.approx(0.0, abs=1e-6 * dist) and cx[-1] == pytest.approx(dist, rel=1e-5)
     # the plane surface at A (the origin, a corner-padded grid) is close to L_A: check through the export
-    res = analysis.cached_connectivity(str(A), run_a.weights_hash, str(B), run_b.weights_hash, plane_grid=11,
-                                       curve="bezier", n_points=11, samples=128, split="train", seed=0,
-                                       bezier_steps=20, bezier_lr=0.01)
-    z = np.load(io.BytesIO(exports.surface_npz_bytes(res["plane_surface"])))
+    settings = analysis.ConnectivitySettings(curve="bezier", n_points=11, samples=128, split="train", seed=0,
+                                             bezier_steps=20, bezier_lr=0.01, plane_grid=11)
+    res, plane_surface = analysis.cached_connectivity(str(A), run_a.weights_hash, str(B), run_b.weights_hash, settings)
+    assert res.curve == "bezier" and plane_surface.center_loss == pytest.approx(la, rel=1e-5)
+    z = np.load(io.BytesIO(exports.surface_npz_bytes(plane_surface)))
     assert z["loss"].shape == (11, 11)
     assert float(z["center_loss"]) == pytest.approx(la, rel=1e-5)  # the plane's origin is run A
 

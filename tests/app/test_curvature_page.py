@@ -9,7 +9,6 @@ from app_helpers import chart_by_key as _chart
 from landscape_core.exact import exact_spectrum
 from landscape_core.functional import loss_function_for_run
 from landscape_core.runs import checkpoints_dir, load_run
-from ui import analysis
 from ui.figures import figure_arrays
 
 PAGE = "pages/6_Curvature.py"
@@ -17,6 +16,12 @@ TINY = checkpoints_dir() / "moons-tiny"
 DIGITS = checkpoints_dir() / "digits-sgd"
 
 
+
+
+def _hessian_computations(at) -> int:
+    """Hessian analyses computed in this session (a counter in session state, never drawn on screen)."""
+    key = "_count:compute:hessian"
+    return at.session_state[key] if key in at.session_state else 0
 
 
 def _tiny_page(app_test, **state):
@@ -53,7 +58,7 @@ def test_exact_spectrum_matches_estimators_and_controls(app_test):
     assert any("lambda_max" in m.label and float(m.value) == pytest.approx(exact[0], rel=1e-4) for m in at.metric)
 
     # density: the smoothing slider re-smooths the stored nodes; no new Hessian computation
-    n_before = analysis.COMPUTE_COUNT["hessian"]
+    n_before = _hessian_computations(at)
     d1 = _chart(at, "curv_density_fig")
     y1 = figure_arrays(d1, 0, "y").astype(np.float64)
     x1 = figure_arrays(d1, 0, "x").astype(np.float64)
@@ -66,7 +71,7 @@ def test_exact_spectrum_matches_estimators_and_controls(app_test):
     assert not np.allclose(y1[: len(y2)], y2[: len(y1)])
     assert np.trapezoid(y2, x2) == pytest.approx(1.0, abs=0.02)
     assert y2.max() < y1.max()  # wider kernel, lower peaks
-    assert analysis.COMPUTE_COUNT["hessian"] == n_before
+    assert _hessian_computations(at) == n_before
     at.toggle(key="curv_dlog").set_value(False).run()
     assert _chart(at, "curv_density_fig")["layout"]["yaxis"]["type"] == "linear"
 

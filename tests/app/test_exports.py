@@ -10,6 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
+from app_helpers import make_surface
 
 from ui import exports as E
 from ui import figures as F
@@ -93,7 +94,8 @@ def test_png_signature_size_and_pixels():
 
 
 def test_html_is_self_contained_plotly_div():
-    fig = F.surface_figure(_surface(), kind="contour")
+    s = _surface()
+    fig = F.surface_figure(make_surface(s["alphas"], s["betas"], s["loss"], s["accuracy"]), kind="contour")
     html = E.figure_html_bytes(fig, title="my surface").decode()
     assert "plotly-graph-div" in html and "<title>my surface</title>" in html
     assert "cdn.plot.ly" not in html.split("<body>")[0]  # plotly.js is inlined, not fetched

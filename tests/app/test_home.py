@@ -137,7 +137,7 @@ CURVATURE_RTOL = 1e-5
 def test_shipped_analyses_equal_a_fresh_computation():
     from landscape_core.analyses.hessian import analyze_hessian
     from landscape_core.runs import load_run
-    from ui.analysis import compute_surface_dict
+    from ui.analysis import SurfaceSettings, compute_surface_result
     from ui.home_ui import CURVATURE, SURFACE, shipped_analysis
 
     for name in DEMO:
@@ -145,7 +145,7 @@ def test_shipped_analyses_equal_a_fresh_computation():
         surf = shipped_analysis("surface", row, SURFACE)
         hess = shipped_analysis("hessian", row, CURVATURE)
         assert surf is not None and hess is not None, f"{name}: no shipped entry for its weights hash"
-        fresh = compute_surface_dict(row["path"], dict(SURFACE))
+        fresh = compute_surface_result(row["path"], SurfaceSettings(**SURFACE)).to_dict()
         np.testing.assert_allclose(surf["center_loss"], fresh["center_loss"], rtol=LOSS_RTOL, atol=LOSS_ATOL)
         np.testing.assert_allclose(np.asarray(surf["loss"]), np.asarray(fresh["loss"]), rtol=LOSS_RTOL, atol=LOSS_ATOL)
         h = analyze_hessian(load_run(row["path"]), **CURVATURE).to_dict()
@@ -162,7 +162,7 @@ def test_hash_mismatch_falls_back_to_computing(monkeypatch):
     calls = []
 
     def fake(kind):
-        def f(path, weights_hash, **settings):
+        def f(path, weights_hash, settings, progress=None):
             calls.append((kind, path, weights_hash))
             return {"kind": kind}
         return f
@@ -170,7 +170,7 @@ def test_hash_mismatch_falls_back_to_computing(monkeypatch):
     monkeypatch.setattr(analysis, "cached_surface", fake("surface"))
     monkeypatch.setattr(analysis, "cached_hessian", fake("hessian"))
     hit = demo_results([_demo_row(DEMO[0])])
-    assert calls == [] and hit[0]["surface"]["center_loss"] > 0  # shipped: nothing computed
+    assert calls == [] and hit[0]["surface"].surface.center_loss > 0  # shipped: nothing computed
     miss = demo_results([_demo_row(DEMO[0], weights_hash="0" * 64)])
     assert [c[0] for c in calls] == ["surface", "hessian"] and all(c[2] == "0" * 64 for c in calls)
     assert miss[0]["surface"] == {"kind": "surface"} and miss[0]["hessian"] == {"kind": "hessian"}

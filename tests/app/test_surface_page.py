@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -72,9 +73,9 @@ def test_centre_equals_loss_and_controls_change_figure(page):
     assert "-gradient" in json.dumps(fig3["layout"])
     assert not np.allclose(figure_arrays(fig3, 0, "z"), z2)
 
-    # the exports of what the page shows read back
-    main = [c.value for c in at.caption]
-    assert any("Page run #" in c for c in main)
+    # the page counts its full runs in session state (never on screen): five runs so far
+    assert at.session_state["_count:page:surface"] == 5
+    assert not any("Page run #" in c.value for c in at.caption)
 
 
 def test_pca_trajectory_3d_and_exports(page):
@@ -100,13 +101,13 @@ def test_pca_trajectory_3d_and_exports(page):
     from ui import analysis
 
     meta = json.loads((RUN / "run.json").read_text())
-    s = analysis.compute_surface_dict(str(RUN), {"directions": "pca", "grid": 5, "samples": 64, "span": 1.0})
+    s = analysis.compute_surface_result(str(RUN), analysis.SurfaceSettings(directions="pca", grid=5, samples=64))
     z5 = np.load(io.BytesIO(exports.surface_npz_bytes(s)))
     assert z5["loss"].shape == (5, 5) and z5["trajectory_xy"].shape[1] == 2
     i0 = int(np.argmin(np.abs(z5["alphas"])))
     j0 = int(np.argmin(np.abs(z5["betas"])))
     assert z5["alphas"][i0] == pytest.approx(0.0, abs=1e-9) and z5["betas"][j0] == pytest.approx(0.0, abs=1e-9)
-    assert z5["loss"][j0, i0] == pytest.approx(s["center_loss"], rel=1e-4)
+    assert z5["loss"][j0, i0] == pytest.approx(s.surface.center_loss, rel=1e-4)
     assert z5["trajectory_xy"][-1] == pytest.approx([0.0, 0.0], abs=1e-6)
     assert ET.fromstring(exports.surface_vtp_bytes(s)).find("PolyData/Piece").get("NumberOfPoints") == "25"
     png, (w, h) = exports.surface_png_bytes(s, scale=10)
@@ -155,7 +156,7 @@ def test_plane_through_runs_and_coarse_preview(page):
     assert pts["digits-adam"][0] == pytest.approx(dist, rel=1e-5) and abs(pts["digits-adam"][1]) < 1e-6 * dist
     # progressive refinement: the coarse 11 x 11 preview was computed (and cached) before the 13 x 13 grid
     info = analysis.run_summary(str(RUN))
-    settings = {"directions": "runs", "dims": 2, "span": 1.0, "samples": 128, "split": "train", "seed": 0,
-                "runs": tuple(others)}
-    assert analysis.has_result("surface", str(RUN), info["weights_hash"], **{**settings, "grid": 11})
-    assert analysis.has_result("surface", str(RUN), info["weights_hash"], **{**settings, "grid": 13})
+    settings = analysis.SurfaceSettings(directions="runs", dims=2, span=1.0, samples=128, split="train", seed=0,
+                                        runs=tuple(others))
+    assert analysis.has_result("surface", str(RUN), info["weights_hash"], replace(settings, grid=11))
+    assert analysis.has_result("surface", str(RUN), info["weights_hash"], replace(settings, grid=13))

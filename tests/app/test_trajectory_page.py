@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from app_helpers import chart_by_key as _chart
 
+from landscape_core.analyses.trajectory import project_trajectory
 from landscape_core.functional import loss_function_for_run
 from landscape_core.runs import checkpoints_dir, load_run
-from landscape_core.analyses.trajectory import project_trajectory
 from ui import exports
 from ui.figures import figure_arrays
 

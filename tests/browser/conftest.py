@@ -3,6 +3,9 @@
 - ``app_server`` (session): starts the app on a free port with its own workspace and cache folders, waits
   for ``/_stcore/health`` and yields the base URL; the server is terminated at the end.
 - ``browser`` (session) / ``page`` (per test): headless Chromium at ``/usr/bin/chromium``.
+- ``counter`` (session): reads the app's instrumentation counters (``ui.state.count``: full page runs,
+  fragment redraws, computations), which the server mirrors into files of a private folder
+  (``LANDSCAPE_TEST_COUNTERS``): nothing of it is drawn on the page.
 - helpers ``goto``, ``assert_no_exception``, ``screenshot``, ``page_paths``.
 
 Test modules import the helpers with ``from browser_helpers import goto, ...``: this conftest registers
@@ -91,6 +94,7 @@ def server_env(tmp_path_factory) -> dict[str, str]:
     env = dict(os.environ)
     env["LANDSCAPE_WORKSPACE"] = str(base / "workspace")
     env["LANDSCAPE_CACHE"] = str(base / "cache")
+    env["LANDSCAPE_TEST_COUNTERS"] = str(base / "counters")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -104,6 +108,18 @@ def app_server(server_env):
         yield url
     finally:
         stop_streamlit(proc)
+
+
+@pytest.fixture(scope="session")
+def counter(server_env):
+    """``counter("page:surface")`` -> how often the server counted that event so far (0 before the first)."""
+    folder = Path(server_env["LANDSCAPE_TEST_COUNTERS"])
+
+    def read(name: str) -> int:
+        f = folder / name.replace(":", "-")
+        return int(f.read_text()) if f.is_file() else 0
+
+    return read
 
 
 @pytest.fixture(scope="session")
