@@ -867,9 +867,16 @@ def import_checkpoint(
             raise UploadError(str(e)) from None
     buf = _read_input(data, max_bytes)
     kind = _classify(filename, buf)
-    if model_def is not None and kind not in ("pt", "safetensors"):
-        raise UploadError("a model definition (--model-def) goes with a state dict (.pt/.safetensors...), "
-                          f"not with {_FORMAT_NAMES[kind]}")
+    if model_def is not None:
+        if kind not in ("pt", "safetensors"):
+            raise UploadError("a model definition (--model-def) goes with a state dict (.pt/.safetensors...), "
+                              f"not with {_FORMAT_NAMES[kind]}")
+        try:
+            def_path, _ = parse_model_def(model_def)
+        except GraphError as e:
+            raise UploadError(str(e)) from None
+        if not def_path.is_file():
+            raise UploadError(f"model definition file {str(def_path)!r} not found")
     ud = None
     if user_data is not None:
         try:
