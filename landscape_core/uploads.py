@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -84,7 +85,10 @@ from .runs import (
 )
 from .user_data import (
     DATA_FILE,
+    USER_DATA,
     UserDataError,
+    UserDataSpec,
+    arrays_sha256,
     bundle_from_arrays,
     fit_user_data,
     npz_bytes,
@@ -107,7 +111,7 @@ ACCEPTED_KINDS = (
     "a run exported by the app (.zip), a state dict as .safetensors or .pt/.pth/.th/.bin/.ckpt "
     "(torch.save, Hugging Face, Lightning), or an ONNX model graph (.onnx)"
 )
-RUN_ZIP_FILES = (RUN_JSON, MODEL_FILE, TRAJ_FILE)
+RUN_ZIP_FILES = (RUN_JSON, MODEL_FILE, TRAJ_FILE, GRAPH_FILE, DATA_FILE)  # the last two: imported runs
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 _PT2_MSG = (
@@ -894,8 +898,17 @@ def import_checkpoint(
     notes: list[str] = []
     graph_bytes: bytes | None = None
     module: nn.Module | None = None
+    zip_extras: dict[str, bytes] = {}
     if kind == "run_zip":
-        meta_in, state, traj = _extract_run_zip(buf, ws, max_bytes)
+        meta_in, state, traj, zip_extras = _extract_run_zip(buf, ws, max_bytes)
+        if model_spec is None and meta_in["model"].get("name") == ONNX_MODEL:  # an imported graph run, re-uploaded
+            graph_bytes = zip_extras.get(GRAPH_FILE)
+            if graph_bytes is None:
+                raise UploadError(f"run zip has an ONNX model but no {GRAPH_FILE}")
+            want = (meta_in["model"].get("kwargs") or {}).get("sha256")
+            if want != hashlib.sha256(graph_bytes).hexdigest():
+                raise UploadError(f"{GRAPH_FILE} in the zip does not match the SHA-256 in {RUN_JSON}")
+            module, proto = _onnx_model(graph_bytes)
     elif kind == "onnx":
         module, proto = _onnx_model(buf)
         graph_bytes = buf
@@ -953,7 +966,13 @@ def import_checkpoint(
     ds_meta: dict | None = None
     data_desc = ""
     ud_shape = tuple(int(s) for s in ud.X.shape[1:]) if ud is not None else None
-    if ud is None:
+    zip_ds = meta_in.get("dataset") if meta_in else None
+    if ud is None and dataset is None and isinstance(zip_ds, dict) and zip_ds.get("name") == USER_DATA:
+        bundle, ds_meta, blob = _zip_user_data(zip_ds, zip_extras.get(DATA_FILE))
+        extra_files[DATA_FILE] = blob
+        in_shape, classes = tuple(bundle.input_shape), bundle.num_classes
+        data_desc = f"the run's own data {UserDataSpec.from_dict(ds_meta).describe()}"
+    elif ud is None:
         if dataset is None and meta_in is None and plan is not None:
             dataset = _embedded_default(plan)
             if dataset is None:
@@ -993,7 +1012,21 @@ def import_checkpoint(
     # ---- the model
     mapping: tuple[MappingRow, ...]
     renamed = False
-    if kind == "onnx":
+    if kind == "run_zip" and module is not None:  # a re-uploaded ONNX run: the graph plus its stored weights
+        if weights_hash(state) != meta_in.get("weights_hash"):
+            raise UploadError(f"weights do not match the hash stored in {RUN_JSON} (file changed or corrupt)")
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise UploadError(f"weights do not fit the run's {GRAPH_FILE}: {_first_line_of(e)}") from None
+        if in_shape is None:
+            raise UploadError("the run's dataset is not available")
+        k = _probe_outputs(module, in_shape)
+        spec = {"name": ONNX_MODEL, "kwargs": {"input_shape": list(in_shape), "num_classes": k,
+                                                "file": GRAPH_FILE, "sha256": hashlib.sha256(graph_bytes).hexdigest()}}
+        model = module.eval()
+        mapping = tuple(MappingRow(k_, k_, tuple(v.shape)) for k_, v in model.named_parameters())
+    elif kind == "onnx":
         assert module is not None
         k = _probe_outputs(module, in_shape)
         spec = {"name": ONNX_MODEL, "kwargs": {"input_shape": list(in_shape), "num_classes": k,
@@ -1102,6 +1135,23 @@ def import_checkpoint(
     raise UploadError(f"could not find a free run name for {stem!r}")
 
 
+def _zip_user_data(ds: Mapping[str, Any], blob: bytes | None) -> tuple[Any, dict, bytes]:
+    """The own data of a re-uploaded run: ``data.npz`` read without pickle, hash-checked against run.json."""
+    if blob is None:
+        raise UploadError(f"run zip uses its own data but has no {DATA_FILE}")
+    try:
+        spec = UserDataSpec.from_dict(ds)
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("X_train", "y_train", "X_test", "y_test")}
+    except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise UploadError(f"{DATA_FILE} / its spec in the zip is not valid ({type(e).__name__})") from None
+    if arrays_sha256(arrays) != spec.sha256:
+        raise UploadError(f"{DATA_FILE} in the zip does not match the SHA-256 in {RUN_JSON}")
+    if tuple(arrays["X_train"].shape[1:]) != spec.input_shape or arrays["y_train"].dtype != np.int64:
+        raise UploadError(f"{DATA_FILE} in the zip does not match its description in {RUN_JSON}")
+    return bundle_from_arrays(arrays, spec), spec.to_dict(), blob
+
+
 def _first_line_of(e: BaseException) -> str:
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
     return (lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__))[:200]
@@ -1151,8 +1201,14 @@ def import_upload(filename: str, data: bytes | str | os.PathLike | Any, *, works
                                   name=name, max_bytes=max_bytes, **kwargs).path)
 
 
-def _extract_run_zip(buf: bytes, ws: Path, max_bytes: int) -> tuple[dict, dict[str, Tensor], dict[str, Tensor] | None]:
-    """Check a run zip, extract its known files into a hidden temp folder in the workspace, load them."""
+def _extract_run_zip(
+    buf: bytes, ws: Path, max_bytes: int
+) -> tuple[dict, dict[str, Tensor], dict[str, Tensor] | None, dict[str, bytes]]:
+    """Check a run zip, extract its known files into a hidden temp folder in the workspace, load them.
+
+    Returns ``(meta, weights, trajectory, extras)``; ``extras`` holds the raw bytes of an imported run's
+    ``model.onnx`` / ``data.npz`` (checked later, like any upload of those kinds).
+    """
     from safetensors.torch import load_file
 
     zf = _open_zip(buf, "run zip")
@@ -1171,7 +1227,8 @@ def _extract_run_zip(buf: bytes, ws: Path, max_bytes: int) -> tuple[dict, dict[s
                 raise UploadError(f"{TRAJ_FILE} in the zip is corrupt or truncated") from None
         # tensors from load_file are memory-mapped copies; make them independent of the temp files
         traj = {k: v.clone() for k, v in traj.items()} if traj is not None else None
-        return meta, state, traj
+        extras = {n: paths[n].read_bytes() for n in (GRAPH_FILE, DATA_FILE) if n in paths}
+        return meta, state, traj, extras
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

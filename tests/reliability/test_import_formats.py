@@ -434,3 +434,36 @@ def test_hostile_onnx_files_are_refused(tmp_path, workspace):
         "m.onnx", state_bytes_pt({"w": _WritesMarker(tmp_path / "PWNED")}), workspace=workspace),
         "renamed or corrupt")
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_imported_runs_round_trip_through_the_run_zip(workspace, tmp_path):
+    """The Runs page's download of an imported run (with its model.onnx / data.npz) imports back unchanged;
+    a zip whose data.npz or model.onnx was altered is refused."""
+    from landscape_core.runs import export_zip, read_meta
+
+    torch.manual_seed(0)
+    original = TinyTransformer().eval()
+    g = np.random.default_rng(1)
+    buf = io.BytesIO()
+    np.savez(buf, X=g.normal(size=(8, 5, 4)).astype(np.float32), y=g.integers(0, 3, 8))
+    rep = import_checkpoint("t.onnx", onnx_bytes(original, torch.zeros(2, 5, 4)), workspace=workspace,
+                            user_data=buf.getvalue())
+    z = export_zip(rep.path, tmp_path / "t.zip")
+    back = import_checkpoint("t.zip", z, workspace=workspace, name="again")
+    assert back.architecture == "onnx" and back.weights_hash == rep.weights_hash
+    assert read_meta(back.path)["dataset"]["sha256"] == rep.dataset["sha256"]
+    a, b = load_run(rep.path), load_run(back.path)
+    assert torch.equal(a.train_data[0], b.train_data[0])
+    with torch.no_grad():
+        assert torch.equal(a.model(a.test_data[0]), b.model(b.test_data[0]))
+    src = zipfile.ZipFile(z)
+    for victim in ("data.npz", "model.onnx"):
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as dst:
+            for info in src.infolist():
+                blob = src.read(info.filename)
+                if info.filename == victim:
+                    blob = blob[:-40] + bytes(40) if victim == "model.onnx" else _image_npz(8, (5, 4), 3, seed=9)
+                dst.writestr(info.filename, blob)  # (writestr(info, ...) would rewrite src's entry metadata)
+        with pytest.raises(UploadError, match="SHA-256|corrupt|not valid"):
+            import_checkpoint("bad.zip", out.getvalue(), workspace=workspace)
