@@ -400,9 +400,12 @@ def _load_pt(buf: bytes, max_bytes: int) -> tuple[dict[str, Tensor], str | None]
         if "weights_only" in text or "Unsupported global" in text or "Unpickler" in type(e).__name__:
             m = re.search(r"(?:Unsupported global|GLOBAL)[: ]+(?:GLOBAL )?([\w.]+)", text)
             what = f" ({m.group(1)})" if m else ""
+            hint = ""
+            if m and m.group(1).startswith(("lightning", "pytorch_lightning")):
+                hint = "; for a Lightning checkpoint save plain values in hyper_parameters, or torch.save(model.state_dict())"
             raise UploadError(
                 f"the checkpoint contains Python objects that are not plain tensors{what}; refused for safety "
-                f"(only weights_only state dicts are accepted)"
+                f"(only weights_only state dicts are accepted){hint}"
             ) from None
         raise UploadError(f"the .pt file is corrupt or truncated ({type(e).__name__})") from None
     return _unwrap_state_dict(obj)
@@ -1056,6 +1059,11 @@ def import_checkpoint(
                                                   "num_classes": int(plan.num_classes)}}
             notes += plan.notes
         else:
+            if classes is None and ud is not None:  # the user's data: classes from the head, else the labels
+                try:
+                    classes = infer_architecture(state).num_classes
+                except MatchError:
+                    classes = int(max(ud.y.max(), ud.y_test.max() if ud.y_test is not None else 0)) + 1
             spec = _normalise_spec(spec_src, in_shape, classes)
         if bundle is not None and ud is None:
             kw = spec["kwargs"]

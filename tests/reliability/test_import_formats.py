@@ -467,3 +467,21 @@ def test_imported_runs_round_trip_through_the_run_zip(workspace, tmp_path):
                 dst.writestr(info.filename, blob)  # (writestr(info, ...) would rewrite src's entry metadata)
         with pytest.raises(UploadError, match="SHA-256|corrupt|not valid"):
             import_checkpoint("bad.zip", out.getvalue(), workspace=workspace)
+
+
+def test_old_checkpoint_without_num_batches_tracked_and_explicit_spec_with_own_data(workspace):
+    """Checkpoints from before PyTorch 0.4.1 (like the first public option-A ResNet-20 files) have no
+    ``num_batches_tracked``: it is filled with 0 (unused in eval mode) and the report says so."""
+    m = randomise_batchnorm(_seeded(lambda: CifarResNet20(option="A", head="linear"), 8))
+    sd = {k: v for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
+    rep = import_checkpoint("old.th", state_bytes_pt(sd), workspace=workspace, user_data=_image_npz())
+    assert sum("num_batches_tracked absent" in n for n in rep.notes) == 19
+    run = load_run(rep.path)
+    X = run.train_data[0]
+    with torch.no_grad():
+        assert (run.model(X) - m(X)).abs().max().item() <= 1e-5
+    # an explicit architecture with the user's own data: classes from the weights' head
+    spec = {"name": "resnet20", "kwargs": {"width": 4, "shortcut": "zeropad"}}
+    rep2 = import_checkpoint("old.th", state_bytes_pt(sd), workspace=workspace, user_data=_image_npz(),
+                             model_spec=spec)
+    assert rep2.model_spec["kwargs"]["num_classes"] == 10 and rep2.weights_hash == rep.weights_hash
