@@ -485,3 +485,28 @@ def test_old_checkpoint_without_num_batches_tracked_and_explicit_spec_with_own_d
     rep2 = import_checkpoint("old.th", state_bytes_pt(sd), workspace=workspace, user_data=_image_npz(),
                              model_spec=spec)
     assert rep2.model_spec["kwargs"]["num_classes"] == 10 and rep2.weights_hash == rep.weights_hash
+
+
+def test_onnx_unknown_operator_and_fixed_batch_size_are_one_line(tmp_path, workspace):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Hardmax", ["x"], ["y"])  # a standard operator onnx2torch has no converter for
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 3])])
+    data = onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    msg = _refused(tmp_path, workspace, lambda: import_checkpoint("h.onnx", data, workspace=workspace),
+                   "operator Hardmax .* is not supported")
+    assert "dynamo=False, opset_version=17" in msg
+    # exported without dynamic_axes: the graph is fixed to its example batch of 2
+    buf = io.BytesIO()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_seeded(TinyTransformer), (torch.zeros(2, 5, 4),), buf, dynamo=False, opset_version=17)
+    npz = io.BytesIO()
+    np.savez(npz, X=np.zeros((6, 5, 4), np.float32), y=np.zeros(6, np.int64))
+    _refused(tmp_path, workspace, lambda: import_checkpoint("fixed.onnx", buf.getvalue(), workspace=workspace,
+                                                           user_data=npz.getvalue()),
+             "does not run on a batch of 3 inputs of shape \\(5, 4\\).*dynamic batch size")
