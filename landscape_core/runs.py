@@ -31,11 +31,14 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .data import DataBundle, load_dataset
+from .graph_import import GRAPH_FILE, MODEL_DEF, ONNX_MODEL, rebuild
 from .models import build_model
 from .params import weights_hash
+from .user_data import DATA_FILE, USER_DATA, load_user_bundle
 
 FORMAT_VERSION = 1
 RUN_JSON, MODEL_FILE, TRAJ_FILE = "run.json", "model.safetensors", "trajectory.safetensors"
+EXTRA_FILES = (GRAPH_FILE, DATA_FILE)  # a graph-format model's ONNX file; the user's own data
 STEPS_KEY = "__steps__"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
@@ -122,15 +125,20 @@ def save_run(
     trajectory: tuple[Mapping[str, Tensor], Tensor] | None = None,
     *,
     overwrite: bool = False,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Atomically write a run folder at ``path`` and return it.
 
     ``meta`` must contain ``model`` (spec) and ``dataset`` (spec dict); format version, weights hash,
-    library versions and creation time are filled in here.
+    library versions and creation time are filled in here. ``extra_files`` (names from
+    :data:`EXTRA_FILES`: an imported ONNX graph, the user's own data) are written in the same atomic step.
     """
     path = Path(path)
     if "model" not in meta or "dataset" not in meta:
         raise ValueError("run metadata needs 'model' and 'dataset' specs")
+    bad = [n for n in (extra_files or {}) if n not in EXTRA_FILES]
+    if bad:
+        raise ValueError(f"extra run file {bad[0]!r} is not allowed; allowed: {', '.join(EXTRA_FILES)}")
     if path.exists() and not overwrite:
         raise RunError(f"run folder {path} already exists")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +158,8 @@ def save_run(
             t = {k: v.detach().to("cpu").contiguous() for k, v in snaps.items()}
             t[STEPS_KEY] = torch.as_tensor(steps, dtype=torch.int64).contiguous()
             save_file(t, str(tmp / TRAJ_FILE))
+        for fname, blob in (extra_files or {}).items():
+            (tmp / fname).write_bytes(blob)
         (tmp / RUN_JSON).write_text(json.dumps(full, indent=2, default=_json_default))
         if overwrite and path.exists():  # overwrite: move the old one aside first, then swap
             old = path.parent / f".old-{path.name}-{uuid.uuid4().hex[:8]}"
@@ -213,14 +223,28 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device = "cpu", ver
         raise RunError(f"{mf} could not be read: {e}") from None
     if verify and weights_hash(state) != meta.get("weights_hash"):
         raise RunError(f"run {path}: weights do not match the hash in {RUN_JSON} (file changed or corrupt)")
-    model = build_model(meta["model"])
+    spec = meta["model"]
+    if isinstance(spec, dict) and spec.get("name") in (ONNX_MODEL, MODEL_DEF):
+        try:
+            model = rebuild(path, spec)
+        except ValueError as e:
+            raise RunError(f"run {path}: {e}") from None
+    else:
+        model = build_model(spec)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise RunError(f"run {path}: weights do not fit the model spec: {first[1] if len(first) > 1 else first[0]}") from None
     model = model.to(device).eval()
-    data = load_dataset(meta["dataset"])
+    ds = meta["dataset"]
+    if isinstance(ds, dict) and ds.get("name") == USER_DATA:
+        try:
+            data = load_user_bundle(path, ds)
+        except (ValueError, KeyError, OSError) as e:
+            raise RunError(f"run {path}: its own data could not be read: {e}") from None
+    else:
+        data = load_dataset(ds)
     return Run(path=path, meta=meta, model=model, data=data)
 
 

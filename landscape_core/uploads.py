@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -42,14 +43,31 @@ import stat
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .data import DataError, DatasetSpec, analysis_subset, load_dataset
+from .graph_import import (
+    EXPORT_HINT,
+    GRAPH_FILE,
+    MODEL_DEF,
+    ONNX_MODEL,
+    GraphError,
+    build_model_def,
+    file_sha256,
+    graph_io,
+    looks_like_onnx,
+    onnx_module,
+    parse_model_def,
+    parse_onnx,
+)
+from .matching import Inferred, MappingRow, MatchError, fill_missing, infer_architecture, match_state_dict
 from .models import MODELS
 from .params import weights_hash
 from .runs import (
@@ -59,10 +77,22 @@ from .runs import (
     STEPS_KEY,
     TRAJ_FILE,
     RunError,
+    read_meta,
     save_run,
     unique_run_path,
     validate_run_name,
     workspace_dir,
+)
+from .user_data import (
+    DATA_FILE,
+    USER_DATA,
+    UserDataError,
+    UserDataSpec,
+    arrays_sha256,
+    bundle_from_arrays,
+    fit_user_data,
+    npz_bytes,
+    read_user_data,
 )
 
 # --- limits ------------------------------------------------------------------------------------
@@ -75,11 +105,19 @@ MAX_RUN_JSON_BYTES = 8 * 2**20
 MAX_SPEC_LIST = 64  # longest list (e.g. MLP widths) a model spec may carry
 EVAL_SAMPLES = 2048  # metrics of an imported run are computed on at most this many examples per split
 
-ACCEPTED_SUFFIXES = (".zip", ".safetensors", ".pt", ".pth")
-ACCEPTED_KINDS = "a run exported by the app (.zip), a .safetensors state dict, or a .pt/.pth state dict"
-RUN_ZIP_FILES = (RUN_JSON, MODEL_FILE, TRAJ_FILE)
+TORCH_SUFFIXES = (".pt", ".pth", ".th", ".bin", ".ckpt")  # torch.save files: plain, DataParallel, HF, Lightning
+ACCEPTED_SUFFIXES = (".zip", ".safetensors", *TORCH_SUFFIXES, ".onnx")
+ACCEPTED_KINDS = (
+    "a run exported by the app (.zip), a state dict as .safetensors or .pt/.pth/.th/.bin/.ckpt "
+    "(torch.save, Hugging Face, Lightning), or an ONNX model graph (.onnx)"
+)
+RUN_ZIP_FILES = (RUN_JSON, MODEL_FILE, TRAJ_FILE, GRAPH_FILE, DATA_FILE)  # the last two: imported runs
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
-_PREFIXES = ("module.", "_orig_mod.")
+_PREFIXES = ("module.", "_orig_mod.", "model.")
+_PT2_MSG = (
+    "this is a torch.export archive (.pt2): torch.export.load unpickles its weights without weights_only, "
+    "which can run code, so it is refused; export the model as ONNX instead: " + EXPORT_HINT
+)
 
 
 _TORCHSCRIPT_MSG = (
@@ -131,14 +169,22 @@ def _read_input(data: Any, max_bytes: int) -> bytes:
     return buf
 
 
-def _sniff(buf: bytes) -> str:
-    """What the bytes look like: ``zip``, ``safetensors``, ``pickle`` or ``unknown``."""
+def _sniff(buf: bytes, prefer_onnx: bool = False) -> str:
+    """What the bytes look like: ``zip``, ``safetensors``, ``pickle``, ``onnx`` or ``unknown``.
+
+    ONNX (a protobuf starting with the ``ir_version`` field) and safetensors (a u64 header length) can
+    share a first byte, so ``prefer_onnx`` (a ``.onnx`` name) decides which is tried first.
+    """
     if buf[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
     if buf[:1] == b"\x80" and len(buf) > 1 and 2 <= buf[1] <= 5:
         return "pickle"
+    if prefer_onnx and looks_like_onnx(buf):
+        return "onnx"
     if len(buf) >= 10 and buf[8:9] == b"{" and 2 <= int.from_bytes(buf[:8], "little") < 2**27:
         return "safetensors"  # u64 little-endian JSON header length, then the JSON header
+    if looks_like_onnx(buf):
+        return "onnx"
     return "unknown"
 
 
@@ -146,20 +192,25 @@ _LOOKS = {
     "zip": "a zip archive",
     "safetensors": "a safetensors file",
     "pickle": "a legacy PyTorch pickle",
+    "onnx": "an ONNX model",
     "unknown": "none of the accepted formats",
 }
 
 
 def _classify(filename: str, buf: bytes) -> str:
-    """``run_zip``, ``safetensors`` or ``pt`` from the extension, confirmed by the magic number."""
+    """``run_zip``, ``safetensors``, ``pt`` or ``onnx``: the content (magic number) decides, within the
+    family the extension names (a mismatch is refused as a renamed or corrupt file)."""
     suffix = Path(str(filename)).suffix.lower()
+    if suffix == ".pt2":
+        raise UploadError(_PT2_MSG)
     if suffix not in ACCEPTED_SUFFIXES:
         raise UploadError(
             f"unsupported file type {suffix or '(no extension)'!r} for {Path(str(filename)).name!r}; "
             f"accepted: {ACCEPTED_KINDS}"
         )
-    looks = _sniff(buf)
-    want = {".zip": ("zip",), ".safetensors": ("safetensors",), ".pt": ("zip", "pickle"), ".pth": ("zip", "pickle")}
+    looks = _sniff(buf, prefer_onnx=suffix == ".onnx")
+    want = {".zip": ("zip",), ".safetensors": ("safetensors",), ".onnx": ("onnx",),
+            **{s: ("zip", "pickle") for s in TORCH_SUFFIXES}}
     if looks not in want[suffix]:
         if looks == "unknown" and suffix == ".safetensors" and len(buf) < 8:
             raise UploadError("safetensors file is truncated (shorter than its 8-byte header length)")
@@ -167,7 +218,7 @@ def _classify(filename: str, buf: bytes) -> str:
             f"{Path(str(filename)).name!r} has extension {suffix} but its content looks like {_LOOKS[looks]} "
             f"(renamed or corrupt file?)"
         )
-    return {"zip": "run_zip", "safetensors": "safetensors"}.get(suffix.lstrip("."), "pt")
+    return {".zip": "run_zip", ".safetensors": "safetensors", ".onnx": "onnx"}.get(suffix, "pt")
 
 
 # --- zip checks --------------------------------------------------------------------------------
@@ -221,6 +272,8 @@ def _check_zip_sizes(zf: zipfile.ZipFile, *, max_entries: int, max_total: int, w
 def _run_zip_entries(zf: zipfile.ZipFile, max_bytes: int) -> dict[str, zipfile.ZipInfo]:
     """Validate an exported-run zip and map each known file name to its entry."""
     parts = [PurePosixPath(n).parts for n in zf.namelist()]
+    if any(p and p[-1] == "archive_format" for p in parts):
+        raise UploadError(_PT2_MSG)
     if any(p and p[-1] == "data.pkl" for p in parts):
         if any("constants.pkl" in p or "code" in p[:-1] for p in parts):
             raise UploadError(_TORCHSCRIPT_MSG)
@@ -285,6 +338,8 @@ def _check_torch_zip(buf: bytes, max_bytes: int) -> None:
         parts = [PurePosixPath(n).parts for n in names]
         if any("constants.pkl" in p or "code" in p[:-1] for p in parts):
             raise UploadError(_TORCHSCRIPT_MSG)
+        if any(p[-1] == "archive_format" for p in parts):
+            raise UploadError(_PT2_MSG)
         if not any(p[-1] == "data.pkl" for p in parts):
             if any(p[-1] in RUN_ZIP_FILES for p in parts):
                 raise UploadError("this looks like a run zip exported by the app; upload it with a .zip extension")
@@ -305,20 +360,25 @@ def _load_safetensors(buf: bytes) -> dict[str, Tensor]:
         raise UploadError(f"safetensors file is corrupt or truncated: {msg[:160]}") from None
 
 
-def _unwrap_state_dict(obj: Any) -> dict[str, Tensor]:
-    """A plain ``{name: Tensor}`` dict, possibly unwrapped from ``{"state_dict": {...}, ...}``."""
+def _unwrap_state_dict(obj: Any) -> tuple[dict[str, Tensor], str | None]:
+    """A plain ``{name: Tensor}`` dict and the wrapper key it came from (``None``: not wrapped).
+
+    Wrappers are ``{"state_dict"|"model_state_dict"|"model"|"net"|...: {...}, ...}``; a Lightning
+    ``.ckpt`` is one (weights under ``state_dict``; ``epoch``, ``optimizer_states``,
+    ``hyper_parameters``, ``callbacks``... are ignored, and were read weights-only like the rest).
+    """
     if isinstance(obj, nn.Module):  # cannot happen with weights_only, but be explicit
         raise UploadError("the file holds a whole pickled module; upload model.state_dict() instead")
     if not isinstance(obj, Mapping):
         raise UploadError(f"the checkpoint holds a {type(obj).__name__}, not a state dict (name -> tensor)")
     if obj and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
-        return dict(obj)
+        return dict(obj), None
     for key in _WRAPPER_KEYS:
         inner = obj.get(key)
         if isinstance(inner, Mapping) and inner and all(
             isinstance(k, str) and isinstance(v, Tensor) for k, v in inner.items()
         ):
-            return dict(inner)
+            return dict(inner), key
     if not obj:
         raise UploadError("the checkpoint holds an empty dict; no weights found")
     bad = [f"{k}={type(v).__name__}" for k, v in obj.items() if not isinstance(v, Tensor)]
@@ -328,7 +388,7 @@ def _unwrap_state_dict(obj: Any) -> dict[str, Tensor]:
     )
 
 
-def _load_pt(buf: bytes, max_bytes: int) -> dict[str, Tensor]:
+def _load_pt(buf: bytes, max_bytes: int) -> tuple[dict[str, Tensor], str | None]:
     if _sniff(buf) == "zip":
         _check_torch_zip(buf, max_bytes)
     try:
@@ -340,16 +400,19 @@ def _load_pt(buf: bytes, max_bytes: int) -> dict[str, Tensor]:
         if "weights_only" in text or "Unsupported global" in text or "Unpickler" in type(e).__name__:
             m = re.search(r"(?:Unsupported global|GLOBAL)[: ]+(?:GLOBAL )?([\w.]+)", text)
             what = f" ({m.group(1)})" if m else ""
+            hint = ""
+            if m and m.group(1).startswith(("lightning", "pytorch_lightning")):
+                hint = "; for a Lightning checkpoint save plain values in hyper_parameters, or torch.save(model.state_dict())"
             raise UploadError(
                 f"the checkpoint contains Python objects that are not plain tensors{what}; refused for safety "
-                f"(only weights_only state dicts are accepted)"
+                f"(only weights_only state dicts are accepted){hint}"
             ) from None
         raise UploadError(f"the .pt file is corrupt or truncated ({type(e).__name__})") from None
     return _unwrap_state_dict(obj)
 
 
 def _clean_state(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str | None]:
-    """Detached CPU dense tensors, with a common ``module.``/``_orig_mod.`` prefix stripped."""
+    """Detached CPU dense tensors, with common ``module.``/``_orig_mod.``/``model.`` prefixes stripped."""
     out: dict[str, Tensor] = {}
     for k, v in state.items():
         if not isinstance(v, Tensor):
@@ -358,10 +421,14 @@ def _clean_state(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str | 
             raise UploadError(f"tensor {k!r} is sparse or quantized; only dense tensors are accepted")
         out[k] = v.detach().to("cpu").contiguous()
     stripped = None
-    for prefix in _PREFIXES:
-        if out and all(k.startswith(prefix) for k in out):
-            out = {k[len(prefix) :]: v for k, v in out.items()}
-            stripped = prefix if stripped is None else stripped + prefix
+    changed = True
+    while changed:  # e.g. "module._orig_mod." (DDP around torch.compile), "model." (Lightning attribute)
+        changed = False
+        for prefix in _PREFIXES:
+            if out and all(k.startswith(prefix) and len(k) > len(prefix) for k in out):
+                out = {k[len(prefix) :]: v for k, v in out.items()}
+                stripped = prefix if stripped is None else stripped + prefix
+                changed = True
     return out, stripped
 
 
@@ -503,26 +570,39 @@ def _safe_stem(filename: str) -> str:
     return stem or "upload"
 
 
+def _load_state(kind: str, buf: bytes, max_bytes: int) -> tuple[dict[str, Tensor], str | None]:
+    if kind == "safetensors":
+        return _load_safetensors(buf), None
+    return _load_pt(buf, max_bytes)
+
+
 def inspect_upload(filename: str, data: Any, *, max_bytes: int = MAX_BYTES) -> dict:
     """Describe an upload without importing it: kind, tensors, and a guessed model spec.
 
     Returns a JSON-able dict ``{"kind", "filename", "bytes", "num_tensors", "num_params",
-    "tensors": [{"name", "shape", "dtype"}], "prefix_stripped", "guessed_model", "guessed_dataset",
-    "meta"}``. ``guessed_model`` is a spec dict (e.g. MLP widths read off the Linear shapes) or
-    ``None``; the activation of an MLP cannot be read from weights, so it is a guess (``relu``).
-    Raises :class:`UploadError` for anything :func:`import_upload` would refuse on format grounds.
+    "tensors": [{"name", "shape", "dtype"}], "prefix_stripped", "wrapper", "guessed_model",
+    "guessed_dataset", "meta"}``. ``guessed_model`` is a spec dict (e.g. MLP widths read off the Linear
+    shapes, or a structural match of renamed layers) or ``None``; the activation of an MLP cannot be
+    read from weights, so it is a guess (``relu``). For an ONNX graph the tensors are its parameters
+    after conversion. Raises :class:`UploadError` for anything :func:`import_upload` would refuse on
+    format grounds.
     """
     buf = _read_input(data, max_bytes)
     kind = _classify(filename, buf)
-    meta = None
+    meta, wrapper = None, None
     if kind == "run_zip":
         meta, state, _ = _read_run_zip_in_memory(buf, max_bytes)
-    elif kind == "safetensors":
-        state = _load_safetensors(buf)
+    elif kind == "onnx":
+        state = dict(_onnx_model(buf)[0].state_dict())
     else:
-        state = _load_pt(buf, max_bytes)
+        state, wrapper = _load_state(kind, buf, max_bytes)
     state, stripped = _clean_state(state)
-    guess, ds = (meta.get("model"), meta.get("dataset", {}).get("name")) if meta else guess_model_spec(state)
+    if meta:
+        guess, ds = meta.get("model"), meta.get("dataset", {}).get("name")
+    elif kind == "onnx":
+        guess, ds = None, None
+    else:
+        guess, ds = guess_model_spec(state)
     return {
         "kind": kind,
         "filename": Path(str(filename)).name,
@@ -532,6 +612,7 @@ def inspect_upload(filename: str, data: Any, *, max_bytes: int = MAX_BYTES) -> d
         "tensors": [{"name": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
                     for k, v in state.items()],
         "prefix_stripped": stripped,
+        "wrapper": wrapper,
         "guessed_model": guess,
         "guessed_dataset": ds,
         "meta": meta,
@@ -568,7 +649,11 @@ def guess_model_spec(state: Mapping[str, Tensor]) -> tuple[dict | None, str | No
                 kw["widths"] = widths
             ds = {(64, 10): "digits", (784, 10): "mnist", (3072, 10): "cifar10", (2, 2): "moons", (2, 3): "spirals"}
             return {"name": "mlp", "kwargs": kw}, ds.get((d_in, k))
-    return None, None
+    try:  # renamed layouts (fc1/fc2, nn.Sequential, public CIFAR ResNets): read off the layer structure
+        inf = infer_architecture(state)
+    except MatchError:
+        return None, None
+    return {"name": inf.name, "kwargs": dict(inf.kwargs)}, _embedded_default(_registry_plan(inf))
 
 
 def _read_run_zip_in_memory(buf: bytes, max_bytes: int) -> tuple[dict, dict[str, Tensor], dict[str, Tensor] | None]:
@@ -615,36 +700,172 @@ def _parse_meta(raw: bytes) -> dict:
     return meta
 
 
-def import_upload(
+# --- the import report and the import itself -----------------------------------------------------
+_FORMAT_NAMES = {
+    "run_zip": "run exported by the app (zip)",
+    "safetensors": "safetensors state dict",
+    "pt": "PyTorch state dict (torch.save, loaded weights-only)",
+    "onnx": "ONNX model graph",
+}
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import detected and did, for display (Probe page, CLI) and stored in ``run.json``.
+
+    Attributes:
+        path: the new run folder.
+        name: the run's name.
+        kind: ``run_zip``, ``safetensors``, ``pt`` or ``onnx`` (decided by the file's content).
+        format: the format in words, with the wrapper key / prefix when there was one.
+        architecture: registry name (``mlp``, ``cnn``, ``resnet20``), ``onnx`` or ``model_def``.
+        model_spec: the full spec the run rebuilds its model from.
+        n_params: number of trainable parameters (what curvature is computed over).
+        mapping: file key -> model key, shape, one row per tensor, in the model's order.
+        renamed: whether the file's keys differed from the model's (a structural match).
+        data: the data the run is evaluated and analysed on, in words.
+        dataset: the run's dataset spec (embedded dataset or the user's own data).
+        notes: what was assumed or converted (e.g. the activation, reshaped inputs).
+        weights_hash: content hash of the stored weights.
+        metrics: train/test loss and accuracy of the imported model.
+    """
+
+    path: str
+    name: str
+    kind: str
+    format: str
+    architecture: str
+    model_spec: dict
+    n_params: int
+    mapping: tuple[MappingRow, ...]
+    renamed: bool
+    data: str
+    dataset: dict
+    notes: tuple[str, ...] = ()
+    weights_hash: str = ""
+    metrics: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d["mapping"] = [r.to_dict() for r in self.mapping]
+        d["notes"] = list(self.notes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ImportReport:
+        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        kw["mapping"] = tuple(MappingRow.from_dict(r) for r in d.get("mapping", ()))
+        kw["notes"] = tuple(d.get("notes", ()))
+        return cls(**kw)
+
+    def mapping_table(self) -> list[dict]:
+        """Rows ``{"file key", "model key", "shape"}`` ready for a table widget."""
+        return [{"file key": r.file_key, "model key": r.model_key, "shape": str(tuple(r.shape))}
+                for r in self.mapping]
+
+
+def import_report(run_path: str | os.PathLike) -> ImportReport:
+    """The :class:`ImportReport` stored in an imported run's ``run.json``."""
+    meta = read_meta(run_path)
+    if not isinstance(meta.get("import"), dict):
+        raise UploadError(f"run {run_path} was not imported (no import report in {RUN_JSON})")
+    return ImportReport.from_dict({**meta["import"], "path": str(run_path), "name": meta.get("name", "")})
+
+
+_EMBEDDED = {  # (flattened input size, classes) -> embedded dataset whose input fits
+    (64, 10): "digits", (2, 2): "moons", (2, 3): "spirals", (784, 10): "mnist", (3072, 10): "cifar10",
+}
+_EMBEDDED_SHAPES = {"digits": (1, 8, 8), "moons": (2,), "spirals": (2,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def _onnx_model(buf: bytes) -> tuple[nn.Module, Any]:
+    try:
+        proto = parse_onnx(buf)
+        return onnx_module(proto), proto
+    except GraphError as e:
+        raise UploadError(str(e)) from None
+
+
+@dataclass
+class _Plan:
+    """How to build the model once the data's input shape is known."""
+
+    name: str
+    kwargs: dict  # without input_shape / num_classes
+    num_classes: int | None
+    fits: Callable[[tuple[int, ...]], str | None]  # input shape -> None or why it does not fit
+    notes: list[str]
+
+
+def _registry_plan(inf: Inferred) -> _Plan:
+    def fits(shape: tuple[int, ...]) -> str | None:
+        if inf.name == "mlp":
+            return None if math.prod(shape) == inf.in_features else f"the model takes {inf.in_features} input features"
+        if len(shape) != 3 or shape[0] != inf.in_features:
+            return f"the model takes images with {inf.in_features} channels (C, H, W)"
+        if inf.name == "cnn" and (shape[1] // 4) * (shape[2] // 4) != inf.spatial:
+            return f"the model's head expects images of {4 * math.isqrt(inf.spatial or 0)}x{4 * math.isqrt(inf.spatial or 0)}"
+        return None
+
+    return _Plan(inf.name, dict(inf.kwargs), inf.num_classes, fits, list(inf.notes))
+
+
+def _embedded_default(plan: _Plan) -> str | None:
+    for (size, k), name in _EMBEDDED.items():
+        if (plan.num_classes is None or plan.num_classes == k) and plan.fits(_EMBEDDED_SHAPES[name]) is None:
+            if size == math.prod(_EMBEDDED_SHAPES[name]):
+                return name
+    return None
+
+
+def import_checkpoint(
     filename: str,
     data: bytes | str | os.PathLike | Any,
     *,
     workspace: str | os.PathLike | None = None,
     model_spec: Mapping[str, Any] | None = None,
     dataset: Mapping[str, Any] | str | None = None,
+    user_data: bytes | str | os.PathLike | None = None,
+    user_data_name: str | None = None,
+    label_column: str = "label",
+    activation: str | None = None,
+    model_def: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
     name: str | None = None,
     max_bytes: int = MAX_BYTES,
-) -> Path:
-    """Validate an uploaded checkpoint and write it as a complete run folder in the workspace.
+    require_spec: bool = False,
+) -> ImportReport:
+    """Validate a checkpoint, match it to an architecture, and write it as a run folder.
+
+    The format is decided by content (magic number, zip entries): run zips, state dicts (safetensors;
+    torch.save files ``.pt/.pth/.th/.bin/.ckpt``, plain, wrapped ``{"state_dict"|"model"|...: ...}`` or
+    Lightning), ONNX graphs. State dicts are matched to the registry structurally
+    (:mod:`landscape_core.matching`); ONNX graphs become torch modules
+    (:mod:`landscape_core.graph_import`); ``model_def`` (``file.py:Class``, CLI and Python API only:
+    the file is executed) loads a state dict into the user's own class.
 
     Args:
-        filename: the upload's original name; its extension selects the kind (``.zip`` run export,
-            ``.safetensors``, ``.pt``/``.pth``), which the file's magic number must confirm. Only its
-            sanitised stem is used, as a default run name.
-        data: the bytes, a path to the file, or a file-like object with ``getvalue()``/``read()``.
-        workspace: where to write (default :func:`landscape_core.runs.workspace_dir`).
-        model_spec: the architecture for a bare state dict (``{"name": "mlp", "kwargs": {...}}`` or
-            flat ``{"name": "mlp", "width": 64, ...}``); ``input_shape``/``num_classes`` default to the
-            dataset's. For a run zip it overrides the spec in ``run.json`` (rarely needed).
-        dataset: dataset name or spec dict; default the run's own (zip) or ``"digits"``.
-        name: run name (default: from the zip's metadata or the file name); made unique.
-        max_bytes: upload size limit; zips may expand to at most twice this.
+        filename: the upload's original name (its extension names the format family).
+        data: bytes, a path, or a file-like object with ``getvalue()``/``read()``.
+        workspace: where the run folder goes (default :func:`landscape_core.runs.workspace_dir`).
+        model_spec: the architecture (``{"name", "kwargs"}`` or flat); default: read off the weights.
+        dataset: embedded dataset name or spec; default: the run's own (zip), else the embedded
+            dataset whose input shape fits the model.
+        user_data: the user's own ``.npz`` / ``.csv`` (bytes or path), stored in the run as ``data.npz``.
+        user_data_name: the data file's name (default: from the path).
+        label_column: label column of a ``.csv``.
+        activation: MLP/CNN activation (not visible in weights; default ``relu``, and the report says so).
+        model_def: trusted local model definition ``path.py:ClassName`` (never for web uploads).
+        model_args: keyword arguments of ``model_def``'s class.
+        name: run name (default from the file); made unique.
+        max_bytes: size limit (zips may expand to twice this).
+        require_spec: refuse a bare state dict without ``model_spec`` (the old behaviour).
 
     Returns:
-        Path of the new run folder (inside the workspace).
+        The :class:`ImportReport` (also stored in ``run.json`` under ``import``).
 
     Raises:
-        UploadError: with a one-line reason, for anything refused. Nothing is written then.
+        UploadError: a one-line reason; nothing is written then.
     """
     if name is not None:
         try:
@@ -653,65 +874,236 @@ def import_upload(
             raise UploadError(str(e)) from None
     buf = _read_input(data, max_bytes)
     kind = _classify(filename, buf)
+    if model_def is not None:
+        if kind not in ("pt", "safetensors"):
+            raise UploadError("a model definition (--model-def) goes with a state dict (.pt/.safetensors...), "
+                              f"not with {_FORMAT_NAMES[kind]}")
+        try:
+            def_path, _ = parse_model_def(model_def)
+        except GraphError as e:
+            raise UploadError(str(e)) from None
+        if not def_path.is_file():
+            raise UploadError(f"model definition file {str(def_path)!r} not found")
+    ud = None
+    if user_data is not None:
+        try:
+            ud = read_user_data(user_data_name or str(user_data if isinstance(user_data, (str, os.PathLike))
+                                                      else "data"), user_data, label=label_column)
+        except UserDataError as e:
+            raise UploadError(str(e)) from None
     ws = Path(workspace_dir(workspace))
     ws.mkdir(parents=True, exist_ok=True)
     ws = ws.resolve()
 
     traj = None
     meta_in: dict | None = None
+    wrapper, stripped = None, None
+    notes: list[str] = []
+    graph_bytes: bytes | None = None
+    module: nn.Module | None = None
+    zip_extras: dict[str, bytes] = {}
     if kind == "run_zip":
-        meta_in, state, traj = _extract_run_zip(buf, ws, max_bytes)
-    elif kind == "safetensors":
-        state = _load_safetensors(buf)
+        meta_in, state, traj, zip_extras = _extract_run_zip(buf, ws, max_bytes)
+        if model_spec is None and meta_in["model"].get("name") == ONNX_MODEL:  # an imported graph run, re-uploaded
+            graph_bytes = zip_extras.get(GRAPH_FILE)
+            if graph_bytes is None:
+                raise UploadError(f"run zip has an ONNX model but no {GRAPH_FILE}")
+            want = (meta_in["model"].get("kwargs") or {}).get("sha256")
+            if want != hashlib.sha256(graph_bytes).hexdigest():
+                raise UploadError(f"{GRAPH_FILE} in the zip does not match the SHA-256 in {RUN_JSON}")
+            module, proto = _onnx_model(graph_bytes)
+    elif kind == "onnx":
+        module, proto = _onnx_model(buf)
+        graph_bytes = buf
+        state = {k: v.detach() for k, v in module.state_dict().items()}
     else:
-        state = _load_pt(buf, max_bytes)
+        state, wrapper = _load_state(kind, buf, max_bytes)
     state, stripped = _clean_state(state)
     if not state:
         raise UploadError("the file holds no tensors")
     _check_finite(state)
+    fmt = _FORMAT_NAMES[kind]
+    if wrapper:
+        fmt += f", weights under {wrapper!r}" + (" (Lightning checkpoint)" if wrapper == "state_dict" else "")
+    if stripped:
+        fmt += f", prefix {stripped!r} stripped"
 
-    ds_spec = _dataset_spec(dataset, meta_in.get("dataset") if meta_in else None)
+    # ---- what the model needs from the data
+    plan: _Plan | None = None
+    spec: dict | None = None
+    if kind == "run_zip":
+        spec_src = model_spec if model_spec is not None else meta_in.get("model")
+    elif kind == "onnx":
+        try:
+            in_dims, out_dims = graph_io(proto)
+        except GraphError as e:
+            raise UploadError(str(e)) from None
+        k_out = out_dims[-1] if out_dims and out_dims[-1] else None
+
+        def onnx_fits(shape: tuple[int, ...], dims=in_dims) -> str | None:
+            ok = len(shape) == len(dims) and all(d is None or d == s for d, s in zip(dims, shape))
+            return None if ok else f"the graph's input is {tuple('?' if d is None else d for d in dims)}"
+
+        plan = _Plan(ONNX_MODEL, {}, k_out, onnx_fits, [f"ONNX opset {max(o.version for o in proto.opset_import)}, "
+                                                        f"{len(proto.graph.node)} nodes"])
+        spec_src = None
+    elif model_def is not None:
+        spec_src = None
+        plan = _Plan(MODEL_DEF, dict(model_args or {}), None, lambda shape: None,
+                     [f"model definition {model_def} (trusted local code)"])
+    else:
+        spec_src = model_spec
+        if spec_src is None:
+            if require_spec:
+                guess, _ = guess_model_spec(state)
+                hint = f"; the shapes suggest {_spec_str(_normalise_spec(guess, None, None))}" if guess else ""
+                raise UploadError(f"a bare state dict needs an architecture: choose a model (name and settings){hint}")
+            try:
+                plan = _registry_plan(infer_architecture(state, activation=activation))
+            except MatchError as e:
+                raise UploadError(f"no registry architecture matches: {e}") from None
+
+    # ---- the data: the user's own, a named dataset, the run's own, or the embedded one that fits
     bundle = None
-    try:
-        bundle = load_dataset(ds_spec)
-    except DataError as e:
-        if kind != "run_zip":
-            raise UploadError(f"dataset {ds_spec.name!r} is not available: {str(e).splitlines()[0]}") from None
-    except ValueError as e:
-        raise UploadError(f"bad dataset spec: {str(e).splitlines()[0]}") from None
-    shape = tuple(bundle.input_shape) if bundle else None
-    classes = bundle.num_classes if bundle else None
+    extra_files: dict[str, bytes] = {}
+    ds_meta: dict | None = None
+    data_desc = ""
+    ud_shape = tuple(int(s) for s in ud.X.shape[1:]) if ud is not None else None
+    zip_ds = meta_in.get("dataset") if meta_in else None
+    if ud is None and dataset is None and isinstance(zip_ds, dict) and zip_ds.get("name") == USER_DATA:
+        bundle, ds_meta, blob = _zip_user_data(zip_ds, zip_extras.get(DATA_FILE))
+        extra_files[DATA_FILE] = blob
+        in_shape, classes = tuple(bundle.input_shape), bundle.num_classes
+        data_desc = f"the run's own data {UserDataSpec.from_dict(ds_meta).describe()}"
+    elif ud is None:
+        if dataset is None and meta_in is None and plan is not None:
+            dataset = _embedded_default(plan)
+            if dataset is None:
+                raise UploadError(
+                    "no embedded dataset fits this model's input; give your own data "
+                    "(--data FILE.npz with X, y, or a .csv) or name a dataset"
+                )
+            notes.append(f"dataset {dataset!r} chosen because its input fits the model")
+        if dataset is None and meta_in is None and model_def is None and spec_src is None:
+            dataset = "digits"
+        if dataset is None and model_def is not None:
+            raise UploadError("a model definition needs data to know the input: give --data FILE or --dataset NAME")
+        ds_spec = _dataset_spec(dataset, meta_in.get("dataset") if meta_in else None)
+        try:
+            bundle = load_dataset(ds_spec)
+        except DataError as e:
+            if kind != "run_zip":
+                raise UploadError(f"dataset {ds_spec.name!r} is not available: {str(e).splitlines()[0]}; "
+                                  f"give your own data with --data") from None
+        except ValueError as e:
+            raise UploadError(f"bad dataset spec: {str(e).splitlines()[0]}") from None
+        ds_meta = ds_spec.to_dict()
+        in_shape = tuple(bundle.input_shape) if bundle else None
+        classes = bundle.num_classes if bundle else None
+        if bundle is not None:
+            data_desc = (f"embedded dataset {ds_spec.name!r}: {len(bundle.train[1])} train + {len(bundle.test[1])} "
+                         f"test examples of shape {in_shape}")
+    else:
+        in_shape, classes = ud_shape, None
+    if plan is not None and in_shape is not None:
+        why = plan.fits(in_shape)
+        if why is not None:
+            where = f"data {ud.source!r} has examples of shape {in_shape}" if ud is not None else (
+                f"dataset {ds_meta['name']!r} has input {in_shape}")
+            raise UploadError(f"{where}, but {why}")
 
-    spec_src = model_spec if model_spec is not None else (meta_in.get("model") if meta_in else None)
-    if spec_src is None:
-        guess, _ = guess_model_spec(state)
-        hint = f"; the shapes suggest {_spec_str(_normalise_spec(guess, None, None))}" if guess else ""
-        raise UploadError(f"a bare state dict needs an architecture: choose a model (name and settings){hint}")
-    spec = _normalise_spec(spec_src, shape, classes)
-    if bundle is not None:
-        kw = spec["kwargs"]
-        if tuple(kw.get("input_shape", ())) != shape or kw.get("num_classes") != classes:
-            raise UploadError(
-                f"model expects input {tuple(kw.get('input_shape', ()))} and {kw.get('num_classes')} classes, "
-                f"but dataset {ds_spec.name!r} has input {shape} and {classes} classes"
-            )
-    if meta_in is not None and isinstance(meta_in.get("weights_hash"), str):
-        if weights_hash(state) != meta_in["weights_hash"]:
+    # ---- the model
+    mapping: tuple[MappingRow, ...]
+    renamed = False
+    if kind == "run_zip" and module is not None:  # a re-uploaded ONNX run: the graph plus its stored weights
+        if weights_hash(state) != meta_in.get("weights_hash"):
             raise UploadError(f"weights do not match the hash stored in {RUN_JSON} (file changed or corrupt)")
-    state = _match_state(state, spec)
-    if traj is not None:
-        traj = _check_trajectory(traj, state)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise UploadError(f"weights do not fit the run's {GRAPH_FILE}: {_first_line_of(e)}") from None
+        if in_shape is None:
+            raise UploadError("the run's dataset is not available")
+        k = _probe_outputs(module, in_shape)
+        spec = {"name": ONNX_MODEL, "kwargs": {"input_shape": list(in_shape), "num_classes": k,
+                                                "file": GRAPH_FILE, "sha256": hashlib.sha256(graph_bytes).hexdigest()}}
+        model = module.eval()
+        mapping = tuple(MappingRow(k_, k_, tuple(v.shape)) for k_, v in model.named_parameters())
+    elif kind == "onnx":
+        assert module is not None
+        k = _probe_outputs(module, in_shape)
+        spec = {"name": ONNX_MODEL, "kwargs": {"input_shape": list(in_shape), "num_classes": k,
+                                                "file": GRAPH_FILE, "sha256": hashlib.sha256(buf).hexdigest()}}
+        model = module
+        mapping = tuple(MappingRow(k_, k_, tuple(v.shape)) for k_, v in model.named_parameters())
+        notes += plan.notes + ["floating-point initializers are parameters (curvature includes them)"]
+    elif model_def is not None:
+        try:
+            path_def, cls_name = parse_model_def(model_def)
+            model = build_model_def(path_def, cls_name, plan.kwargs)
+        except GraphError as e:
+            raise UploadError(str(e)) from None
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise UploadError(f"weights do not fit {cls_name}: {_first_line_of(e)}") from None
+        k = _probe_outputs(model, in_shape)
+        spec = {"name": MODEL_DEF, "kwargs": plan.kwargs,
+                "def": {"path": str(path_def.resolve()), "class": cls_name, "sha256": file_sha256(path_def)},
+                "input_shape": list(in_shape), "num_classes": k}
+        mapping = tuple(MappingRow(k_, k_, tuple(v.shape)) for k_, v in model.state_dict().items())
+        notes += plan.notes
+    else:
+        if plan is not None:
+            spec = {"name": plan.name, "kwargs": {**plan.kwargs, "input_shape": list(in_shape),
+                                                  "num_classes": int(plan.num_classes)}}
+            notes += plan.notes
+        else:
+            if classes is None and ud is not None:  # the user's data: classes from the head, else the labels
+                try:
+                    classes = infer_architecture(state).num_classes
+                except MatchError:
+                    classes = int(max(ud.y.max(), ud.y_test.max() if ud.y_test is not None else 0)) + 1
+            spec = _normalise_spec(spec_src, in_shape, classes)
+        if bundle is not None and ud is None:
+            kw = spec["kwargs"]
+            if tuple(kw.get("input_shape", ())) != in_shape or kw.get("num_classes") != classes:
+                raise UploadError(
+                    f"model expects input {tuple(kw.get('input_shape', ()))} and {kw.get('num_classes')} classes, "
+                    f"but dataset {ds_meta['name']!r} has input {in_shape} and {classes} classes"
+                )
+        if meta_in is not None and isinstance(meta_in.get("weights_hash"), str):
+            if weights_hash(state) != meta_in["weights_hash"]:
+                raise UploadError(f"weights do not match the hash stored in {RUN_JSON} (file changed or corrupt)")
+        state, mapping, renamed, more = _fit_state(state, spec)
+        notes += more
+        if traj is not None:
+            traj = _check_trajectory(traj, state)
+        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the global RNG alone
+            model = MODELS[spec["name"]](**spec["kwargs"])
+        model.load_state_dict(state, strict=True)
+        model.eval()
 
-    with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the global RNG alone
-        model = MODELS[spec["name"]](**spec["kwargs"])
-    model.load_state_dict(state, strict=True)
-    model.eval()
+    # ---- the user's data, checked against the model and stored with the run
+    if ud is not None:
+        n_out = int(spec.get("num_classes") or spec["kwargs"]["num_classes"])
+        try:
+            arrays, uspec = fit_user_data(ud, in_shape, n_out)
+        except UserDataError as e:
+            raise UploadError(str(e)) from None
+        bundle = bundle_from_arrays(arrays, uspec)
+        extra_files[DATA_FILE] = npz_bytes(arrays)
+        ds_meta = uspec.to_dict()
+        data_desc = f"your data {uspec.describe()}"
+        notes += list(uspec.notes) + ["your data is used as given (no normalisation)"]
+    if graph_bytes is not None:
+        extra_files[GRAPH_FILE] = graph_bytes
 
     meta: dict[str, Any] = dict(meta_in or {})
     meta.pop("versions", None)
     meta.pop("weights_hash", None)
     meta["model"] = spec
-    meta["dataset"] = ds_spec.to_dict()
+    meta["dataset"] = ds_meta
     meta["source"] = "upload"
     meta["upload"] = {
         "filename": Path(str(filename).replace("\\", "/")).name[:200],
@@ -719,11 +1111,18 @@ def import_upload(
         "bytes": len(buf),
         "sha256": hashlib.sha256(buf).hexdigest(),
         "prefix_stripped": stripped,
+        "wrapper": wrapper,
     }
+    metrics: dict[str, float] = {}
     if bundle is not None:
-        meta["final"] = _evaluate(model, bundle)
-        meta["final"]["eval_samples"] = EVAL_SAMPLES
+        metrics = _evaluate(model, bundle)
+        meta["final"] = {**metrics, "eval_samples": EVAL_SAMPLES}
     meta.setdefault("history", [])
+    n_params = int(sum(p.numel() for p in model.parameters()))
+    report_d = {"kind": kind, "format": fmt, "architecture": spec["name"], "model_spec": spec,
+                "n_params": n_params, "mapping": [r.to_dict() for r in mapping], "renamed": renamed,
+                "data": data_desc, "dataset": ds_meta, "notes": notes, "metrics": metrics}
+    meta["import"] = report_d
 
     stem = name or (meta_in.get("name") if meta_in and isinstance(meta_in.get("name"), str) else None)
     stem = _safe_stem(stem or filename)
@@ -733,16 +1132,91 @@ def import_upload(
             raise UploadError(f"run name {stem!r} would leave the workspace")
         meta["name"] = target.name
         try:
-            return save_run(target, model, meta, trajectory=traj)
+            path = save_run(target, model, meta, trajectory=traj, extra_files=extra_files)
         except (RunError, OSError):
             if not target.exists():
                 raise
             continue  # another import took the name in the meantime: try the next free one
+        saved = read_meta(path)
+        return ImportReport.from_dict({**report_d, "path": str(path), "name": path.name,
+                                       "weights_hash": saved["weights_hash"]})
     raise UploadError(f"could not find a free run name for {stem!r}")
 
 
-def _extract_run_zip(buf: bytes, ws: Path, max_bytes: int) -> tuple[dict, dict[str, Tensor], dict[str, Tensor] | None]:
-    """Check a run zip, extract its known files into a hidden temp folder in the workspace, load them."""
+def _zip_user_data(ds: Mapping[str, Any], blob: bytes | None) -> tuple[Any, dict, bytes]:
+    """The own data of a re-uploaded run: ``data.npz`` read without pickle, hash-checked against run.json."""
+    if blob is None:
+        raise UploadError(f"run zip uses its own data but has no {DATA_FILE}")
+    try:
+        spec = UserDataSpec.from_dict(ds)
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("X_train", "y_train", "X_test", "y_test")}
+    except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise UploadError(f"{DATA_FILE} / its spec in the zip is not valid ({type(e).__name__})") from None
+    if arrays_sha256(arrays) != spec.sha256:
+        raise UploadError(f"{DATA_FILE} in the zip does not match the SHA-256 in {RUN_JSON}")
+    if tuple(arrays["X_train"].shape[1:]) != spec.input_shape or arrays["y_train"].dtype != np.int64:
+        raise UploadError(f"{DATA_FILE} in the zip does not match its description in {RUN_JSON}")
+    return bundle_from_arrays(arrays, spec), spec.to_dict(), blob
+
+
+def _first_line_of(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return (lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__))[:200]
+
+
+def _probe_outputs(model: nn.Module, in_shape: tuple[int, ...]) -> int:
+    """Run the model on zero batches of 2 and 3 examples: outputs must be ``(batch, K)``; returns K."""
+    ks = []
+    for b in (2, 3):
+        try:
+            with torch.no_grad():
+                out = model(torch.zeros(b, *in_shape))
+        except Exception as e:  # a foreign graph can fail in many ways
+            raise UploadError(f"the model does not run on a batch of {b} inputs of shape {in_shape} "
+                              f"({type(e).__name__}: {_first_line_of(e)}); export it with a dynamic batch size") from None
+        if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != b:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise UploadError(f"the model's output on a batch of {b} is {got}; expected (batch, classes) logits")
+        ks.append(int(out.shape[1]))
+    return ks[0]
+
+
+def _fit_state(state: dict[str, Tensor], spec: dict) -> tuple[dict[str, Tensor], tuple[MappingRow, ...], bool, list[str]]:
+    """Tensors under the model's keys, by name when the keys are the model's own, else structurally."""
+    ref = _reference_state(spec)
+    if set(state) == set(ref):
+        out = _match_state(state, spec)
+        return out, tuple(MappingRow(k, k, tuple(v.shape)) for k, v in out.items()), False, []
+    try:
+        res = match_state_dict(state, spec)
+    except MatchError as e:
+        if 2 * len(set(state) & set(ref)) >= len(state):  # mostly our own layout: name missing / added keys
+            _match_state(state, spec)
+        raise UploadError(f"weights do not fit {_spec_str(spec)}: {e}") from None
+    bad = [r.file_key for r in res.rows if state[r.file_key].is_floating_point() != ref[r.model_key].is_floating_point()]
+    if bad:
+        raise UploadError(f"weights do not fit {_spec_str(spec)}: dtype mismatch {bad[0]}")
+    mapped = fill_missing(state, res)
+    return {k: v.to(ref[k].dtype) for k, v in mapped.items()}, res.rows, True, list(res.notes)
+
+
+def import_upload(filename: str, data: bytes | str | os.PathLike | Any, *, workspace: str | os.PathLike | None = None,
+                  model_spec: Mapping[str, Any] | None = None, dataset: Mapping[str, Any] | str | None = None,
+                  name: str | None = None, max_bytes: int = MAX_BYTES, **kwargs: Any) -> Path:
+    """:func:`import_checkpoint` returning only the new run folder's path (the Probe page's call)."""
+    return Path(import_checkpoint(filename, data, workspace=workspace, model_spec=model_spec, dataset=dataset,
+                                  name=name, max_bytes=max_bytes, **kwargs).path)
+
+
+def _extract_run_zip(
+    buf: bytes, ws: Path, max_bytes: int
+) -> tuple[dict, dict[str, Tensor], dict[str, Tensor] | None, dict[str, bytes]]:
+    """Check a run zip, extract its known files into a hidden temp folder in the workspace, load them.
+
+    Returns ``(meta, weights, trajectory, extras)``; ``extras`` holds the raw bytes of an imported run's
+    ``model.onnx`` / ``data.npz`` (checked later, like any upload of those kinds).
+    """
     from safetensors.torch import load_file
 
     zf = _open_zip(buf, "run zip")
@@ -761,12 +1235,13 @@ def _extract_run_zip(buf: bytes, ws: Path, max_bytes: int) -> tuple[dict, dict[s
                 raise UploadError(f"{TRAJ_FILE} in the zip is corrupt or truncated") from None
         # tensors from load_file are memory-mapped copies; make them independent of the temp files
         traj = {k: v.clone() for k, v in traj.items()} if traj is not None else None
-        return meta, state, traj
+        extras = {n: paths[n].read_bytes() for n in (GRAPH_FILE, DATA_FILE) if n in paths}
+        return meta, state, traj, extras
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 __all__ = [
-    "ACCEPTED_KINDS", "ACCEPTED_SUFFIXES", "MAX_BYTES", "UploadError", "guess_model_spec", "import_upload",
-    "inspect_upload",
+    "ACCEPTED_KINDS", "ACCEPTED_SUFFIXES", "MAX_BYTES", "ImportReport", "MappingRow", "UploadError",
+    "guess_model_spec", "import_checkpoint", "import_report", "import_upload", "inspect_upload",
 ]

@@ -82,7 +82,7 @@ def test_import_run_zip_keeps_its_own_spec_and_dataset(tmp_path, capsys):
     "argv_tail,match",
     [
         (["--model", "mlp", "--model-arg", "width=32"], "shape mismatch"),
-        ([], "needs an architecture"),
+        (["--model", "resnet20"], "do not fit resnet20"),
         (["--model", "transformer"], "unknown model 'transformer'"),
         ([*MLP_ARGS, "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
         ([*MLP_ARGS, "--name", "../escape"], "invalid run name"),

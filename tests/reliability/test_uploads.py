@@ -136,9 +136,21 @@ def test_guessed_spec_rebuilds_the_uploaded_shapes(workspace):
     assert read_meta(path)["weights_hash"] == model_hash(model)
 
 
-def test_bare_state_dict_without_architecture_explains_and_suggests(tmp_path, workspace):
+def test_bare_state_dict_is_matched_and_the_assumed_activation_is_stated(tmp_path, workspace):
+    """Without an architecture the shapes give it (mlp 64-16-16-10 on digits); the activation cannot be
+    read from weights: the default (relu) is used and the report says so. require_spec keeps the old refusal."""
+    from landscape_core.uploads import import_checkpoint
+
     data = state_bytes_pt(digits_model().state_dict())
-    e = refused(tmp_path, workspace, lambda: import_upload("w.pt", data, workspace=workspace), "needs an architecture")
+    rep = import_checkpoint("w.pt", data, workspace=workspace)
+    assert rep.architecture == "mlp" and rep.model_spec["kwargs"]["activation"] == "relu"
+    assert any("not visible in the weights" in n and "relu" in n for n in rep.notes)
+    assert rep.dataset["name"] == "digits" and not rep.renamed
+    tanh = import_checkpoint("w.pt", data, workspace=workspace, activation="tanh")
+    assert digits_spec()["kwargs"].items() <= tanh.model_spec["kwargs"].items()
+    assert read_meta(tanh.path)["weights_hash"] == model_hash(digits_model())
+    e = refused(tmp_path, workspace / "none", lambda: import_upload("w.pt", data, workspace=workspace / "none",
+                                                                     require_spec=True), "needs an architecture")
     assert "width=16" in str(e)
 
 
@@ -332,7 +344,7 @@ def test_empty_files_are_refused(tmp_path, workspace, fname):
             "file is empty")
 
 
-@pytest.mark.parametrize("fname", ["weights.txt", "weights", "model.pkl", "model.ckpt", "run.tar.gz", "w.PT.exe"])
+@pytest.mark.parametrize("fname", ["weights.txt", "weights", "model.pkl", "model.h5", "run.tar.gz", "w.PT.exe"])
 def test_wrong_extension_lists_accepted_kinds(tmp_path, workspace, fname):
     data = state_bytes_pt(digits_model().state_dict())
     e = refused(tmp_path, workspace, lambda: import_upload(fname, data, workspace=workspace, model_spec=SPEC_ARGS),
@@ -377,7 +389,7 @@ def test_valid_file_for_another_architecture(tmp_path, workspace):
     e = refused(tmp_path, workspace,
                 lambda: import_upload("cnn.safetensors", data, workspace=workspace, model_spec=SPEC_ARGS),
                 r"do not fit mlp\(width=16, depth=2, activation=tanh\)")
-    assert "missing keys" in str(e) and "unexpected keys" in str(e) and "features." in str(e)
+    assert "the file has 2 conv layers, mlp has 0" in str(e) and "features." in str(e)
 
 
 def test_moons_weights_against_digits_dataset(tmp_path, workspace):
