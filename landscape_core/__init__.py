@@ -71,7 +71,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "analyses.cost": ("estimate_cost", "CostEstimate", "plan_hessian", "plan_surface", "plan_connectivity"),
     "parallel": ("parallel_map", "disk_cache", "clear_cache"),
     # uploads, experiments, reports
-    "uploads": ("import_upload", "inspect_upload", "UploadError"),
+    "uploads": ("import_upload", "inspect_upload", "import_checkpoint", "import_report", "ImportReport", "UploadError"),
     "sweep": ("SweepSpec", "run_sweep", "load_sweep", "SweepResult"),
     "presets": ("run_preset", "PresetResult"),
     "report": ("write_report", "report_html", "build_report"),

@@ -75,7 +75,7 @@ def _chain_leaves(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
 def _dry_run_max_activation(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x1: Tensor) -> int:
     """Largest activation (entries per example) seen in a forward pass of one example."""
     sizes = [x1[0].numel()]
-    hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(o[0].numel() if isinstance(o, Tensor) else 0))
+    hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(o[0].numel() if isinstance(o, Tensor) and o.ndim > 0 else 0))
              for m in model.modules()]
     try:
         with torch.inference_mode():

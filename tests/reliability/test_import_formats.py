@@ -27,12 +27,12 @@ from foreign_models import (
 )
 from rel_helpers import state_bytes_pt, state_bytes_safetensors, tree_listing
 
-from landscape_core.curvature import analyze_hessian
+from landscape_core.analyses.hessian import analyze_hessian
+from landscape_core.analyses.surface import compute_surface
 from landscape_core.functional import LossFunction
 from landscape_core.hessian import hessian_operator
 from landscape_core.lanczos import lanczos
 from landscape_core.runs import list_runs, load_run
-from landscape_core.surface import compute_surface
 from landscape_core.uploads import ImportReport, UploadError, import_checkpoint, import_report
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
@@ -227,9 +227,6 @@ def test_onnx_transformer_outside_the_registry(workspace):
                                atol=1e-6 * abs(ref).max())
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason=(
-    "surface.py _dry_run_max_activation indexes o[0] of every module output; converted ONNX graphs have "
-    "modules returning 0-dim constants (fix: count o.numel() // len(x1)... or skip 0-dim outputs)"))
 def test_onnx_transformer_surface(workspace):
     torch.manual_seed(0)
     original = TinyTransformer().eval()
