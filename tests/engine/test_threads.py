@@ -1,0 +1,55 @@
+"""The one thread policy: roles, the environment override, and the BLAS limit under NumPy/SciPy."""
+
+import pytest
+import torch
+from threadpoolctl import threadpool_info
+
+from landscape_core import threads
+
+
+def _blas_threads() -> list[int]:
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_roles_and_core_counts():
+    assert threads.default_torch_threads("cli", cores=2) == 2
+    assert threads.default_torch_threads("bench", cores=8) == 8
+    assert threads.default_torch_threads("app", cores=2) == 1
+    assert threads.default_torch_threads("app", cores=1) == 1
+    assert threads.default_torch_threads("app", cores=16) == 16
+    with pytest.raises(ValueError, match="'server'"):
+        threads.default_torch_threads("server")  # type: ignore[arg-type]
+
+
+def test_environment_override(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv(threads.ENV_VAR, "1")
+        assert threads.apply_policy("cli") == 1 == torch.get_num_threads()
+        monkeypatch.setenv(threads.ENV_VAR, "0")  # 0 keeps whatever torch has
+        assert threads.apply_policy("cli") == 1
+        monkeypatch.setenv(threads.ENV_VAR, "two")
+        with pytest.raises(ValueError, match="'two'"):
+            threads.apply_policy("cli")
+        monkeypatch.setenv(threads.ENV_VAR, "-1")
+        with pytest.raises(ValueError, match="'-1'"):
+            threads.env_threads()
+        monkeypatch.delenv(threads.ENV_VAR)
+        assert threads.env_threads() is None
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_blas_single_limits_numpy_blas_and_restores():
+    import numpy as np
+
+    np.linalg.eigh(np.eye(3))  # make sure NumPy's BLAS is loaded
+    if not _blas_threads():
+        pytest.skip("threadpoolctl sees no BLAS library under NumPy")
+    threads.set_blas_threads(2)
+    assert set(_blas_threads()) == {2}
+    with threads.blas_single():
+        assert set(_blas_threads()) == {1}
+    assert set(_blas_threads()) == {2}
+    threads.set_blas_threads(1)
+    assert set(_blas_threads()) == {1}
