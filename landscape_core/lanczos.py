@@ -86,6 +86,18 @@ def _select(theta: np.ndarray, k: int, which: str) -> np.ndarray:
     return np.array(idx)
 
 
+def _value_error_bound(theta: np.ndarray, res_all: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``min(r_i, r_i^2 / gap_i)`` for the Ritz values ``idx``; ``gap_i = min_j (|theta_i - theta_j| - r_j)``."""
+    out = np.empty(len(idx))
+    for n_, i in enumerate(idx):
+        d = np.abs(theta - theta[i]) - res_all
+        d[i] = np.inf
+        gap = float(d.min())
+        r = float(res_all[i])
+        out[n_] = r if gap <= 0 else min(r, r * r / gap)
+    return out
+
+
 def _random_unit(n: int, gen: torch.Generator, device, dtype) -> Tensor:
     v = torch.randn(n, generator=gen, dtype=torch.float64)
     return (v / v.norm()).to(device=device, dtype=dtype)
@@ -113,6 +125,7 @@ def lanczos(
     tol: float = 1e-6,
     seed: int = 0,
     v0: Tensor | None = None,
+    value_tol: float | None = None,
 ) -> EigenResult:
     """``k`` extreme eigenpairs of a symmetric operator by Lanczos with full reorthogonalisation.
 
@@ -125,6 +138,12 @@ def lanczos(
         tol: relative residual target, ``||A y - theta y|| <= tol * max|theta|``.
         seed: for the random start vector (and fresh vectors after breakdown).
         v0: warm start (e.g. the previous top eigenvector); ignored if zero.
+        value_tol: also stop when every wanted Ritz **value** is accurate to ``value_tol * max|theta|``
+            by the quadratic bound ``|lambda - theta| <= r^2 / gap`` (Kato-Temple; ``r`` its residual,
+            ``gap`` the distance to the nearest other Ritz value less that value's residual, so a cluster
+            falls back to ``r``). Eigenvalues converge quadratically faster than eigenvectors: for
+            eigenvalues alone this saves a few matvecs (top-5 of the digits MLP: 27 -> 23 at 1e-6).
+            The returned eigenvectors then may not meet ``tol``.
 
     Returns:
         :class:`EigenResult`; ``converged`` is False when ``max_iter`` ran out first.
@@ -137,6 +156,8 @@ def lanczos(
         raise ValueError(f"k must be between 1 and the operator size {n}, got {k}")
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
+    if value_tol is not None and not value_tol > 0:
+        raise ValueError(f"value_tol must be > 0, got {value_tol}")
     if max_iter is None:
         max_iter = min(n, max(300, 30 * k))
     max_iter = min(int(max_iter), n)
@@ -158,7 +179,8 @@ def lanczos(
     alpha = np.zeros(max_iter)
     beta = np.zeros(max_iter)  # beta[j] couples v_j and v_{j+1}
     with blas_single():  # the small float64 eigh runs on one BLAS thread, not against torch's
-        m, converged, theta, s, idx, res = _lanczos_loop(op, V, alpha, beta, k, which, tol, max_iter, gen)
+        m, converged, theta, s, idx, res = _lanczos_loop(op, V, alpha, beta, k, which, tol, max_iter, gen,
+                                                         value_tol)
     if theta is None or len(theta) != m:
         T = np.diag(alpha[:m]) + np.diag(beta[: m - 1], 1) + np.diag(beta[: m - 1], -1)
         with blas_single():
@@ -183,7 +205,7 @@ def lanczos(
 
 
 def _lanczos_loop(op: LinearOperator, V: Tensor, alpha: np.ndarray, beta: np.ndarray, k: int, which: str,
-                  tol: float, max_iter: int, gen: torch.Generator) -> tuple:
+                  tol: float, max_iter: int, gen: torch.Generator, value_tol: float | None = None) -> tuple:
     """The Lanczos iteration proper (fills ``V``'s rows, ``alpha``, ``beta``); see :func:`lanczos`."""
     n, dev, dt = op.dim, op.device, op.dtype
     converged = False
@@ -206,7 +228,10 @@ def _lanczos_loop(op: LinearOperator, V: Tensor, alpha: np.ndarray, beta: np.nda
             idx = _select(theta, k, which)
             res = np.abs(b * s[m - 1, idx])
             scale = max(float(np.abs(theta).max()), 1e-300)
-            if len(idx) == k and bool(np.all(res <= tol * scale)) and not breakdown:
+            done = bool(np.all(res <= tol * scale))
+            if not done and value_tol is not None and len(idx) == k and m > k:
+                done = bool(np.all(_value_error_bound(theta, np.abs(b * s[m - 1]), idx) <= value_tol * scale))
+            if len(idx) == k and done and not breakdown:
                 converged = True
                 beta[j] = b
                 break
