@@ -53,3 +53,13 @@ def test_blas_single_limits_numpy_blas_and_restores():
     assert set(_blas_threads()) == {2}
     threads.set_blas_threads(1)
     assert set(_blas_threads()) == {1}
+
+
+def test_cli_imports_only_the_named_command():
+    from landscape_core.cli import _command_modules
+
+    assert _command_modules(["hessian", "run", "--top-k", "5"]) == ["hessian"]
+    assert _command_modules(["import", "x.pt"]) == ["import_"]
+    everything = _command_modules([])
+    assert {"hessian", "surface", "import_", "bench"} <= set(everything)
+    assert _command_modules(["--help"]) == everything == _command_modules(["nonsense"])
