@@ -52,6 +52,12 @@ from .params import Params
 ProgressFn = Callable[[float, str], None]
 Span = float | tuple[float, float] | tuple[tuple[float, float], tuple[float, float]]
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes per chunk of grid points
+#: Stacked per-point weights the MLP fast path keeps hot per chunk (about a per-core L2 cache).
+WEIGHT_CACHE_BYTES = 2 * 2**20
+#: MLP width from which the fast path runs plain batched GEMMs (``BatchedEvaluator._chunk_wide``), and
+#: the activation entries per block there.
+WIDE_MLP = 256
+WIDE_BLOCK_ELEMS = 2**21
 
 
 # --- the batched evaluator --------------------------------------------------------------------------
@@ -184,8 +190,15 @@ class BatchedEvaluator:
         if self.plan is not None:
             self._precompute()
             if self.plan["ops"] is not None and isinstance(self.plan["layer"], nn.Linear):
-                # MLP fast path: few points per chunk and ~1M-entry activation blocks keep data in cache
-                self.chunk = min(self.chunk, 16)
+                # MLP fast path: points per chunk sized by the BYTES OF WEIGHTS they need (every point has
+                # its own weight matrices, read once per block of examples): up to WEIGHT_CACHE_BYTES of
+                # stacked weights, so small MLPs batch 16 points and wide ones (width 1024: ~8 MB per point)
+                # take one point at a time with large example blocks (well-shaped GEMMs, weights reused
+                # over hundreds of examples) instead of 16-example blocks that are bound by weight traffic.
+                wbytes = bytes_per * sum(  # (in + 1) x out per layer: weights plus the bias row
+                    (self.origin[op[1]].shape[1] + 1) * self.origin[op[1]].shape[0]
+                    for op in self.plan["ops"] if op[0] == "linear")
+                self.chunk = max(1, min(self.chunk, 16, int(WEIGHT_CACHE_BYTES // max(wbytes, 1))))
         self._buffers: dict[int, dict[tuple, Tensor]] = {}
         self.k_align = 1  # pad the matmuls' inner dimension to a multiple of this (1: no padding)
 
@@ -400,6 +413,9 @@ class BatchedEvaluator:
             else:
                 stacked.append(op)
         first_scale = self._fold_tanh(stacked)
+        width = max([self._pre[0][0].shape[-1]] + [op[1].shape[-1] for op in stacked if op[0] == "linear"])
+        if width >= WIDE_MLP:
+            return self._chunk_wide(C, stacked, first_scale, width)
         # bias folded into each matmul: activations carry a trailing column of ones, weights a bias row
         for i, op in enumerate(stacked):
             if op[0] == "linear":
@@ -477,6 +493,54 @@ class BatchedEvaluator:
                         else:
                             h = op[1](h)
                 if self.is_ce:  # cross-entropy = logsumexp - picked logit; one max pass gives both m and argmax
+                    m, idx = h.max(-1)
+                    lse = m + (h - m.unsqueeze(-1)).exp_().sum(-1).log_()
+                    picked = h.gather(-1, yy.view(1, n, 1).expand(P, n, 1)).squeeze(-1)
+                    loss += (lse - picked).sum(1).double().cpu()
+                    correct += (idx == yy).sum(1).double().cpu()
+                else:
+                    loss += crit(h, yy).double().cpu() * n
+        return loss / self.loss_fn.n, correct
+
+    def _chunk_wide(self, C: Tensor, stacked: list, first_scale: float, width: int) -> tuple[Tensor, Tensor]:
+        """Wide-MLP path: per block, ``h <- b + h W`` as one batched GEMM per layer (``baddbmm``).
+
+        At width >= :data:`WIDE_MLP` the matmuls are compute-bound on their own: the narrow path's ones
+        column (an extra copy of every activation and an odd inner dimension ``K = in + 1``) costs more
+        than it saves. Blocks hold ``WIDE_BLOCK_ELEMS`` activation entries (all examples of a batch for
+        one point at width 1024), so every point's weights are reused over many examples.
+        """
+        P = C.shape[0]
+        loss = torch.zeros(P, dtype=torch.float64)
+        correct = torch.zeros(P, dtype=torch.float64)
+        C_aug = first_scale * torch.cat([torch.ones_like(C[:, :1]), C], dim=1)
+        ops = [op if op[0] != "linear" else
+               ("linear", op[1].contiguous(), op[2] if op[2] is not None else op[1].new_zeros(P, 1, op[1].shape[-1]))
+               for op in stacked]
+        block = max(8, int(WIDE_BLOCK_ELEMS // (P * width)))
+        crit = None if self.is_ce else vmap(self._criterion, in_dims=(0, None))
+        for bi, (_Xb, yb, _w) in enumerate(self.loss_fn.iter_batches()):
+            z_aug = self._pre_aug[bi]  # (k + 1, N_b, F1)
+            F1 = z_aug.shape[-1]
+            for s0 in range(0, len(yb), block):
+                yy = yb[s0 : s0 + block]
+                n = len(yy)
+                h = torch.mm(C_aug, z_aug[:, s0 : s0 + n].reshape(self.k + 1, -1)).view(P, n, F1)
+                for op in ops:
+                    kind = op[0]
+                    if kind == "linear":
+                        h = torch.baddbmm(op[2], h, op[1])
+                    elif kind == "bn":
+                        h = h.mul_(op[1]).add_(op[2])
+                    elif kind == "sigmoid":
+                        h = torch.sigmoid_(h)
+                    elif kind == "tanh":
+                        h = torch.tanh_(h)
+                    elif kind == "relu":
+                        h = torch.relu_(h)
+                    else:
+                        h = op[1](h)
+                if self.is_ce:
                     m, idx = h.max(-1)
                     lse = m + (h - m.unsqueeze(-1)).exp_().sum(-1).log_()
                     picked = h.gather(-1, yy.view(1, n, 1).expand(P, n, 1)).squeeze(-1)

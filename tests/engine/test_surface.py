@@ -78,6 +78,9 @@ def _centre(surface):
         lambda: MLP((64,), 10, width=12, depth=2, activation="relu", batchnorm=True),
         lambda: MLP((64,), 10, width=12, depth=2, activation="tanh", batchnorm=True),
         lambda: MLP((64,), 10, widths=[12, 20], activation="gelu"),
+        # width >= WIDE_MLP: the batched-GEMM path (tanh folded into sigmoid; BatchNorm; no activation fold)
+        lambda: MLP((64,), 10, width=300, depth=2, activation="tanh"),
+        lambda: MLP((64,), 10, widths=[260, 40], activation="relu", batchnorm=True),
         lambda: SmallCNN((1, 8, 8), 10, channels=3),
         lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 7), nn.Softplus(), nn.Dropout(0.5), nn.Linear(7, 10)),
         lambda: nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(192, 10)),
