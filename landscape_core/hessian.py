@@ -233,32 +233,44 @@ class HessianOperator(ParameterOperator):
         return choice
 
     def _resolve(self) -> None:
+        if self.mode not in ("auto", "retained") or self._graphs is not None:
+            return
         t0 = time.perf_counter()
-        if self.mode in ("auto", "retained") and self._graphs is None:
-            budget = self.memory_budget if self.mode == "auto" else float("inf")
-            try:
-                self._build_graphs(budget)
-                self.mode = "retained"
-            except _BudgetExceeded:
-                self._graphs = None
-                self.mode = self._measure_recompute()
+        budget = self.memory_budget if self.mode == "auto" else float("inf")
+        try:
+            self._build_graphs(budget)
+            self.mode = "retained"
+        except _BudgetExceeded:
+            self._graphs = None
+            self.mode = self._measure_recompute()
         self.setup_seconds += time.perf_counter() - t0
 
+    def _split(self, v: Tensor) -> list[Tensor]:
+        """``v`` as views shaped like the differentiated parameters (one ``split`` call)."""
+        if not hasattr(self, "_sizes"):
+            self._sizes = [p.numel() for p in self._var.values()]
+            self._shapes = [p.shape for p in self._var.values()]
+        return [t.view(sh) for t, sh in zip(v.split(self._sizes), self._shapes)]
+
     def _apply(self, v: Tensor) -> Tensor:
-        vd = self._unflatten(v)
-        acc: list[Tensor] | None = None
         with torch.enable_grad():
             self._resolve()
             if self.mode == "retained":
                 assert self._graphs is not None
-                vs = list(vd.values())
+                vs = self._split(v)
                 parts = ((w, self._retained_hvp(leaves, g, vs)) for leaves, g, w in self._graphs)
             else:
+                vd = self._unflatten(v)
                 parts = ((w, self._batch_hvp(vd, Xb, yb, self.mode)) for Xb, yb, w in self.loss_fn.iter_batches())
+            if len(self.loss_fn.batches) == 1:  # one batch, weight 1: no accumulation pass
+                _, hv = next(parts)
+                return torch.cat([(torch.zeros_like(p) if h is None else h.detach()).reshape(-1)
+                                  for h, p in zip(hv, self._var.values())])
+            acc: list[Tensor] | None = None
             for w, hv in parts:
                 hv = [torch.zeros_like(p) if h is None else h.detach() for h, p in zip(hv, self._var.values())]
                 if acc is None:
-                    acc = [w * h for h in hv] if w != 1.0 else hv
+                    acc = [w * h for h in hv]
                 else:
                     for a, h in zip(acc, hv):
                         a.add_(h, alpha=w)
