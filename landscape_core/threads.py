@@ -6,11 +6,11 @@ OpenBLAS that NumPy and SciPy load. Left alone, both start one thread per core, 
 spin against torch's (measured: HVPs in that stage took 20-27 ms instead of 8 ms). The policy:
 
 - **torch**: ``$LANDSCAPE_TORCH_THREADS`` when set (``0`` keeps torch's own default); otherwise
-  :func:`default_torch_threads` for the role. Command line and benchmarks use every core the process
-  may run on (they are the only computation; measured in ``bench/bench_threads.py``: 2 threads beat 1
-  on the 2-core machine for HVPs, surfaces and training steps when it is quiet). The app serves each
-  browser session from its own script thread, so on a machine with <= 2 cores it keeps one intra-op
-  thread per computation (two sessions then run side by side instead of contending).
+  :func:`default_torch_threads` for the role. Command line and benchmarks use the cores other
+  processes leave idle (all of them on a quiet machine, one on a busy one: under load a second
+  OpenMP thread made HVPs 18x slower, see :func:`default_torch_threads` and ``bench/bench_threads.py``).
+  The app serves each browser session from its own script thread, so on a machine with <= 2 cores it
+  keeps one intra-op thread per computation (two sessions then run side by side instead of contending).
 - **NumPy/SciPy BLAS**: one thread. The engine only hands it small problems (tridiagonal ``eigh``,
   ``k x k`` Gram matrices), where threads cost more than they give.
 
@@ -59,20 +59,37 @@ def env_threads() -> int | None:
     return n
 
 
-def default_torch_threads(role: Role, cores: int | None = None) -> int:
+def load_average() -> float:
+    """The 1-minute load average (runnable processes), 0.0 where the platform has none."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def default_torch_threads(role: Role, cores: int | None = None, load: float | None = None) -> int:
     """Intra-op threads for torch when ``$LANDSCAPE_TORCH_THREADS`` is unset.
 
     Args:
-        role: ``"cli"`` and ``"bench"`` use every usable core; ``"app"`` uses one thread per session on
-            machines with <= 2 cores (concurrent sessions) and all cores otherwise.
+        role: ``"cli"`` and ``"bench"`` use the cores other processes leave idle: ``cores - int(load)``,
+            at least 1 (all of them on a quiet machine). ``"app"`` uses one thread per session on
+            machines with <= 2 cores (concurrent sessions) and the idle cores otherwise.
         cores: override the detected core count (tests).
+        load: override the 1-minute load average (tests).
+
+    Why idle cores and not all cores: OpenMP threads meet at a barrier after every op, so one thread
+    that the OS has descheduled for another process stalls the others. Measured on the 2-core machine
+    at a load average of ~5.4 (``bench/bench_threads.py``): 2 threads took 18x (HVP), 4x (21x21
+    surface) and 5x (training step) the time of 1 thread; on a quiet machine 2 threads are the faster
+    choice (float32 matmul peak ~150 GFLOP/s on 1 thread, ~300 on 2).
     """
     if role not in ("cli", "app", "bench"):
         raise ValueError(f"unknown role {role!r}; choose 'cli', 'app' or 'bench'")
     c = usable_cores() if cores is None else max(1, int(cores))
     if role == "app" and c <= 2:
         return 1
-    return c
+    busy = load_average() if load is None else max(0.0, float(load))
+    return max(1, min(c, c - int(busy)))
 
 
 def _threadpool_controller():

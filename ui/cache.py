@@ -23,7 +23,7 @@ def _set_torch_threads() -> int:
     Each browser session runs in its own script thread; on a machine with <= 2 cores the app keeps one
     intra-op torch thread per computation so two sessions run side by side instead of contending
     (measured under load: a 21x21 surface plus top-1 Lanczos took 3-10x longer with 2 threads; HVPs
-    ~4x, see ``bench/bench_threads.py``), all cores on larger machines; NumPy/SciPy BLAS on one thread.
+    18x, see ``bench/bench_threads.py``), the idle cores on larger machines; NumPy/SciPy BLAS on one thread.
     ``$LANDSCAPE_TORCH_THREADS`` overrides (0 = keep torch's default).
     """
     return apply_policy("app")

@@ -11,12 +11,15 @@ def _blas_threads() -> list[int]:
     return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
 
-def test_roles_and_core_counts():
-    assert threads.default_torch_threads("cli", cores=2) == 2
-    assert threads.default_torch_threads("bench", cores=8) == 8
-    assert threads.default_torch_threads("app", cores=2) == 1
-    assert threads.default_torch_threads("app", cores=1) == 1
-    assert threads.default_torch_threads("app", cores=16) == 16
+def test_roles_core_counts_and_load():
+    assert threads.default_torch_threads("cli", cores=2, load=0.3) == 2  # quiet: all cores
+    assert threads.default_torch_threads("cli", cores=2, load=1.5) == 1  # one core busy elsewhere
+    assert threads.default_torch_threads("cli", cores=2, load=5.4) == 1  # never below 1
+    assert threads.default_torch_threads("bench", cores=8, load=3.0) == 5
+    assert threads.default_torch_threads("app", cores=2, load=0.0) == 1  # concurrent sessions
+    assert threads.default_torch_threads("app", cores=1, load=0.0) == 1
+    assert threads.default_torch_threads("app", cores=16, load=0.0) == 16
+    assert 1 <= threads.default_torch_threads("cli") <= threads.usable_cores()
     with pytest.raises(ValueError, match="'server'"):
         threads.default_torch_threads("server")  # type: ignore[arg-type]
 
