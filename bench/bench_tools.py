@@ -247,6 +247,12 @@ def bench_resnet_surface(quick: bool, repeats: int) -> None:
 
     torch.manual_seed(0)
     model = ResNet20((3, 32, 32), 10).eval()
+    with torch.no_grad():  # trained-like BatchNorm: non-zero shifts and statistics (a zero bias vector
+        for m in model.modules():  # also makes loss-landscapes' filter normalisation divide by zero)
+            if isinstance(m, nn.BatchNorm2d):
+                m.bias.normal_(0, 0.1)
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
     n, steps = (64, 5) if quick else (256, 11)
     X, y = torch.randn(n, 3, 32, 32), torch.randint(0, 10, (n,))
     lf = LossFunction(model, X, y, batch_size=None)

@@ -139,6 +139,49 @@ def _has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
+def _fold_conv_bn(model: nn.Module) -> dict | None:
+    """A private copy of ``model`` with every eval-mode ``Conv2d -> BatchNorm2d`` pair fused, or ``None``.
+
+    ``BN(conv(x; W, c)) = conv(x; s * W, s * (c - mu) + beta)`` with ``s = gamma / sqrt(var + eps)`` per
+    output channel: the grid point's conv weights absorb its BatchNorm (see
+    :meth:`BatchedEvaluator._folded`), so each point runs one op fewer per layer with no activation
+    pass for the normalisation. Traced with ``torch.fx``; a conv whose output feeds anything besides
+    the BatchNorm, a model fx cannot trace, or no pair at all gives ``None`` (the plain path is used).
+    """
+    import copy
+
+    from torch import fx
+
+    try:
+        gm = fx.symbolic_trace(copy.deepcopy(model).eval())
+    except Exception:  # noqa: BLE001 - any tracing failure just means "no fused copy"
+        return None
+    mods = dict(gm.named_modules())
+    pairs: list[tuple[str, str]] = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or type(mods.get(node.target)) is not nn.BatchNorm2d:
+            continue
+        bn, prev = mods[node.target], node.args[0]
+        if not (isinstance(prev, fx.Node) and prev.op == "call_module" and type(mods.get(prev.target)) is nn.Conv2d
+                and len(prev.users) == 1 and bn.track_running_stats and bn.running_mean is not None):
+            continue
+        pairs.append((prev.target, node.target))
+        node.replace_all_uses_with(prev)
+        gm.graph.erase_node(node)
+    if not pairs:
+        return None
+    gm.graph.lint()
+    gm.recompile()
+    gm.delete_all_unused_submodules()  # the fused BatchNorms
+    for conv_name, _ in pairs:
+        conv = mods[conv_name]
+        if conv.bias is None:
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device))
+    keep = {k for k, _ in gm.named_parameters()} | {k for k, _ in gm.named_buffers()}
+    info = [(c, b, mods[b].eps, mods[b].affine) for c, b in pairs]
+    return {"module": gm, "pairs": info, "keep": keep}
+
+
 class BatchedEvaluator:
     """Loss and accuracy at many points ``origin + sum_j c_j d_j`` at once (see module docstring).
 
@@ -199,6 +242,9 @@ class BatchedEvaluator:
                     (self.origin[op[1]].shape[1] + 1) * self.origin[op[1]].shape[0]
                     for op in self.plan["ops"] if op[0] == "linear")
                 self.chunk = max(1, min(self.chunk, 16, int(WEIGHT_CACHE_BYTES // max(wbytes, 1))))
+        # conv nets evaluated point by point: BatchNorm folded into the convs, channels_last inputs
+        self._conv = _fold_conv_bn(self.model) if self.plan is None and _has_conv(self.model) else None
+        self._x_cl: dict[int, Tensor] = {}
         self._buffers: dict[int, dict[tuple, Tensor]] = {}
         self.k_align = 1  # pad the matmuls' inner dimension to a multiple of this (1: no padding)
 
@@ -337,7 +383,13 @@ class BatchedEvaluator:
             def full_one(p, x):
                 return functional_call(self.model, (p, self.buffers), (x,))
 
-            if _has_conv(self.model):  # vmap turns convs into slow grouped convs: loop over points
+            if self._conv is not None:  # one point at a time through the BatchNorm-folded copy
+                gm = self._conv["module"]
+
+                def full_fn(p, x):
+                    return torch.stack([functional_call(gm, self._folded({k: v[i] for k, v in p.items()}), (x,))
+                                        for i in range(P)])
+            elif _has_conv(self.model):  # vmap turns convs into slow grouped convs: loop over points
                 def full_fn(p, x):
                     return torch.stack([full_one({k: v[i] for k, v in p.items()}, x) for i in range(P)])
             else:
@@ -356,12 +408,35 @@ class BatchedEvaluator:
 
                 out = first_layer(C) if plan["rest"] is None else rest_fn(rest_params, first_layer(C))
             else:
-                out = full_fn(params, Xb)
+                out = full_fn(params, self._channels_last(bi, Xb))
             loss += w * crit(out, yb).double().cpu()
             if self.is_ce:
                 correct += (out.argmax(-1) == yb).sum(1).double().cpu()
         return loss, correct
 
+
+    def _channels_last(self, bi: int, Xb: Tensor) -> Tensor:
+        """Batch ``bi`` in channels_last layout for conv nets on CPU (measured ~1.5x per ResNet-20 point)."""
+        if not (_has_conv(self.model) and self.plan is None and Xb.ndim == 4 and Xb.device.type == "cpu"):
+            return Xb
+        if bi not in self._x_cl:
+            self._x_cl[bi] = Xb.contiguous(memory_format=torch.channels_last)
+        return self._x_cl[bi]
+
+    def _folded(self, p: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """One grid point's parameters for the BatchNorm-folded copy (``s = gamma / sqrt(var + eps)``)."""
+        keep, bufs = self._conv["keep"], self.buffers
+        out = {k: v for k, v in p.items() if k in keep}
+        out.update({k: v for k, v in bufs.items() if k in keep})
+        for c, b, eps, affine in self._conv["pairs"]:
+            rm, rv = bufs[f"{b}.running_mean"], bufs[f"{b}.running_var"]
+            inv = torch.rsqrt(rv + eps)
+            scale = p[f"{b}.weight"] * inv if affine else inv
+            shift = p[f"{b}.bias"] if affine else torch.zeros_like(rm)
+            out[f"{c}.weight"] = p[f"{c}.weight"] * scale[:, None, None, None]
+            conv_b = p.get(f"{c}.bias")
+            out[f"{c}.bias"] = shift + scale * ((conv_b if conv_b is not None else 0) - rm)
+        return out
 
     @staticmethod
     def _fold_tanh(stacked: list) -> float:
