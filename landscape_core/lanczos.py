@@ -47,6 +47,8 @@ class EigenResult:
         seconds: wall time.
         converged: every wanted pair met the tolerance.
         iterations: Krylov dimension (Lanczos) or total iterations (power iteration).
+        ritz_values: every Ritz value of the final Krylov space, ascending (Lanczos only). Its smallest
+            one bounds the smallest eigenvalue from above at no extra matvecs (unconverged: an estimate).
     """
 
     eigenvalues: Tensor
@@ -56,6 +58,7 @@ class EigenResult:
     seconds: float
     converged: bool
     iterations: int
+    ritz_values: Tensor | None = None
 
     def to_dict(self) -> dict:
         """JSON-able summary (eigenvectors left out: they are ``n x k``)."""
@@ -201,6 +204,7 @@ def lanczos(
         seconds=time.perf_counter() - t0,
         converged=bool(converged),
         iterations=m,
+        ritz_values=torch.as_tensor(theta, dtype=torch.float64),
     )
 
 

@@ -135,3 +135,13 @@ def test_value_tol_stops_earlier_with_accurate_eigenvalues():
     assert np.allclose(full.eigenvalues.numpy(), [5.0, 4.0, 3.0], rtol=0, atol=1e-10 * 5.0)
     with pytest.raises(ValueError, match="value_tol"):
         lanczos(A, 3, value_tol=0.0)
+
+
+def test_ritz_values_bound_the_smallest_eigenvalue_for_free():
+    ev = torch.linspace(-2.0, 10.0, 300, dtype=torch.float64)
+    r = lanczos(torch.diag(ev), 2, tol=1e-8)
+    assert r.ritz_values is not None and len(r.ritz_values) == r.iterations
+    assert torch.all(r.ritz_values[1:] >= r.ritz_values[:-1])  # ascending
+    # Cauchy interlacing: the smallest Ritz value is >= lambda_min, and the top ones match
+    assert float(r.ritz_values[0]) >= -2.0 - 1e-12
+    assert float(r.ritz_values[-1]) == pytest.approx(10.0, abs=1e-7)
