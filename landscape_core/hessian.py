@@ -5,13 +5,15 @@
     H v = sum_b w_b * d^2 L_b(theta) / d theta^2 . v,     w_b = n_b / N,
 
 the batch Hessians **averaged weighted by batch size**, so the product equals the full-batch Hessian
-applied to ``v`` whatever the batch size. Two ways to differentiate twice:
+applied to ``v`` whatever the batch size. Three ways to differentiate twice:
 
-- ``"fwd_rev"``: forward-over-reverse, ``torch.func.jvp(torch.func.grad(L_b), (theta,), (v,))``;
-- ``"rev_rev"``: reverse-over-reverse (double backward), ``grad(<grad L_b(theta), v>, theta)``.
+- ``"retained"``: each batch's gradient graph is built once (``create_graph=True``) and reused by every
+  product (``retain_graph=True``): one double backward per product (what PyHessian does);
+- ``"rev_rev"``: reverse-over-reverse (double backward), rebuilding forward + backward each time;
+- ``"fwd_rev"``: forward-over-reverse, ``torch.func.jvp(torch.func.grad(L_b), (theta,), (v,))``.
 
-``"auto"`` picks the one measured faster on the device (``bench/bench_curvature.py``). The operator
-holds detached copies of the parameters; the caller's model and parameter dicts are never touched.
+``"auto"`` keeps the graphs when they fit a memory budget and otherwise measures the two recomputing
+modes once per (model, data size, device). The operator holds detached copies of the parameters; the caller's model and parameter dicts are never touched.
 Estimators (Lanczos, trace, density) take such an operator *or a plain dense symmetric tensor*
 (wrapped in :class:`~landscape_core.operators.DenseOperator`), never a model.
 
@@ -22,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -33,16 +37,48 @@ from .functional import LossFunction
 from .operators import ParameterOperator
 from .params import Params
 
-HVPMode = Literal["auto", "fwd_rev", "rev_rev"]
+HVPMode = Literal["auto", "retained", "fwd_rev", "rev_rev"]
+MODES = ("auto", "retained", "fwd_rev", "rev_rev")
 
-#: Faster HVP mode per device type, measured by ``bench/bench_curvature.py`` (item d). On CPU double
-#: backward won for small MLPs and ResNet-20 batches; on CUDA forward-over-reverse is the usual winner.
+#: Faster *recomputing* HVP mode per device type when no measurement is cached (double backward won
+#: for small MLPs and ResNet-20 batches on CPU; forward-over-reverse is the usual winner on CUDA).
 AUTO_MODE: dict[str, str] = {"cpu": "rev_rev", "cuda": "fwd_rev"}
+
+#: Bytes of autograd-saved tensors the retained gradient graphs may hold (all batches together).
+#: Sized for a 2-core, 24 GiB machine shared by a few processes; ``$LANDSCAPE_HVP_MEMORY_MB`` overrides.
+DEFAULT_MEMORY_BUDGET = 2 * 2**30
+MEMORY_ENV = "LANDSCAPE_HVP_MEMORY_MB"
+
+#: ``"auto"``'s choice of recomputing mode, measured once per (model, data size, device): see
+#: :meth:`HessianOperator._measure_recompute`.
+_RECOMPUTE_CHOICE: dict[tuple, str] = {}
 
 
 def default_mode(device: torch.device | str) -> str:
-    """The HVP mode ``"auto"`` resolves to on ``device``."""
+    """The recomputing HVP mode ``"auto"`` falls back to on ``device`` before any measurement."""
     return AUTO_MODE.get(torch.device(device).type, "fwd_rev")
+
+
+def default_memory_budget() -> int:
+    """Retained-graph memory budget in bytes: ``$LANDSCAPE_HVP_MEMORY_MB`` or :data:`DEFAULT_MEMORY_BUDGET`.
+
+    Raises:
+        ValueError: the variable is not a non-negative number.
+    """
+    raw = os.environ.get(MEMORY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MEMORY_BUDGET
+    try:
+        mb = float(raw)
+    except ValueError:
+        raise ValueError(f"{MEMORY_ENV}={raw!r} is not a number of MiB") from None
+    if not mb >= 0:
+        raise ValueError(f"{MEMORY_ENV}={raw!r} must be >= 0 MiB")
+    return int(mb * 2**20)
+
+
+class _BudgetExceeded(Exception):
+    pass
 
 
 class HessianOperator(ParameterOperator):
@@ -50,11 +86,29 @@ class HessianOperator(ParameterOperator):
 
     Build it with :func:`hessian_operator`. Vectors are flat, in the order of ``names``.
 
+    Three ways to compute ``H_b v`` for a batch ``b``:
+
+    - ``"retained"``: the batch gradient ``g_b = dL_b/dtheta`` is built once with ``create_graph=True``
+      and kept; each product is one backward pass through it, ``H_b v = d<g_b, v>/dtheta =
+      J_{g_b}^T v`` (``torch.autograd.grad(g_b, theta, grad_outputs=v, retain_graph=True)``, the Hessian
+      being symmetric). One double-backward per product instead of forward + backward + double-backward,
+      at the price of keeping every batch's graph (activations and their derivatives) in memory.
+    - ``"rev_rev"``: rebuild the graph for every product (reverse-over-reverse).
+    - ``"fwd_rev"``: ``torch.func.jvp(torch.func.grad(L_b), (theta,), (v,))`` (forward-over-reverse).
+
+    ``"auto"`` (the default) uses ``"retained"`` when the graphs fit ``memory_budget`` bytes (measured:
+    the bytes autograd saves while building the first batch, extrapolated to all examples), and
+    otherwise the recomputing mode measured faster on the first batch for this (model, data size,
+    device), a choice cached for the process. The choice is made at the first product; until then
+    ``mode`` reads ``"auto"``.
+
     Attributes:
         names: the differentiated parameters (a layer or block for per-layer analysis).
         dim: their total number of entries.
         matvecs: Hessian-vector products computed so far (each is one pass over all batches).
-        mode: ``"fwd_rev"`` or ``"rev_rev"``.
+        mode: ``"retained"``, ``"fwd_rev"`` or ``"rev_rev"`` (``"auto"`` before the first product).
+        graph_bytes: bytes held by the retained graphs (0 for the recomputing modes).
+        setup_seconds: time spent building graphs / measuring modes (not in any product).
     """
 
     def __init__(
@@ -65,38 +119,155 @@ class HessianOperator(ParameterOperator):
         names: Sequence[str] | None = None,
         mode: HVPMode = "auto",
         dtype: torch.dtype | None = None,
+        memory_budget: int | None = None,
     ) -> None:
-        if mode not in ("auto", "fwd_rev", "rev_rev"):
-            raise ValueError(f"unknown HVP mode {mode!r}; choose 'auto', 'fwd_rev' or 'rev_rev'")
+        if mode not in MODES:
+            raise ValueError(f"unknown HVP mode {mode!r}; choose 'auto', 'retained', 'fwd_rev' or 'rev_rev'")
+        if memory_budget is not None and not (isinstance(memory_budget, int) and memory_budget >= 0):
+            raise ValueError(f"memory_budget must be a non-negative number of bytes, got {memory_budget!r}")
         super().__init__(loss_fn, params, names=names, dtype=dtype)
-        self.mode = default_mode(self.device) if mode == "auto" else mode
+        self.mode: str = mode
+        self.memory_budget = default_memory_budget() if memory_budget is None else memory_budget
+        self._graphs: list[tuple[list[Tensor], list[Tensor | None], float]] | None = None
+        self.graph_bytes = 0
+        self.setup_seconds = 0.0
 
-    def _batch_hvp(self, vd: Params, Xb: Tensor, yb: Tensor) -> tuple[Tensor, ...]:
+    # -- retained graphs ------------------------------------------------------------------------
+    def _leaves(self) -> dict[str, Tensor]:
+        return {k: v.detach().requires_grad_(True) for k, v in self._var.items()}
+
+    def _build_graphs(self, budget: float) -> None:
+        """Build and keep every batch's gradient graph; raise :class:`_BudgetExceeded` if it would not fit.
+
+        The first batch is built under a saved-tensor hook that adds up the bytes autograd keeps (forward
+        activations and everything the double backward will need); that count, scaled to all examples,
+        is compared with ``budget`` before the other batches are built.
+        """
+        lf = self.loss_fn
+        saved = [0]
+
+        def pack(t: Tensor) -> Tensor:
+            saved[0] += t.numel() * t.element_size()
+            return t
+
+        graphs: list[tuple[list[Tensor], list[Tensor | None], float]] = []
+        bytes_total = 0
+        for i, (Xb, yb, w) in enumerate(lf.iter_batches()):
+            p = self._leaves()
+            if i == 0:
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    g = self._grad_graph(p, Xb, yb)
+                per_example = saved[0] / len(yb)
+                bytes_total = int(per_example * lf.n)
+                if bytes_total > budget:
+                    raise _BudgetExceeded
+            else:
+                g = self._grad_graph(p, Xb, yb)
+            graphs.append((list(p.values()), g, w))
+        self._graphs = graphs
+        self.graph_bytes = bytes_total
+
+    def _grad_graph(self, p: dict[str, Tensor], Xb: Tensor, yb: Tensor) -> list[Tensor | None]:
+        loss = self.loss_fn.batch_loss({**self._fixed, **p}, Xb, yb)
+        if not loss.requires_grad:  # the loss does not depend on these parameters
+            return [None] * len(p)
+        g = torch.autograd.grad(loss, list(p.values()), create_graph=True, allow_unused=True)
+        # a gradient that does not require grad is constant in theta: its Hessian block is zero
+        return [gi if gi is not None and gi.requires_grad else None for gi in g]
+
+    def release(self) -> None:
+        """Drop the retained graphs (they are rebuilt at the next product)."""
+        self._graphs = None
+        self.graph_bytes = 0
+
+    @staticmethod
+    def _retained_hvp(leaves: list[Tensor], g: list[Tensor | None], vs: list[Tensor]) -> list[Tensor | None]:
+        outs = [(gi, v) for gi, v in zip(g, vs) if gi is not None]
+        if not outs:
+            return [None] * len(leaves)
+        hv = torch.autograd.grad([o for o, _ in outs], leaves, grad_outputs=[v for _, v in outs],
+                                 retain_graph=True, allow_unused=True)
+        return list(hv)
+
+    # -- recomputing modes ------------------------------------------------------------------------
+    def _batch_hvp(self, vd: Params, Xb: Tensor, yb: Tensor, mode: str) -> tuple[Tensor | None, ...]:
         fixed, lf = self._fixed, self.loss_fn
 
-        if self.mode == "fwd_rev":
+        if mode == "fwd_rev":
             def f(p: Params) -> Tensor:
                 return lf.batch_loss({**fixed, **p}, Xb, yb)
 
             _, hv = jvp(grad(f), (self._var,), (vd,))
             return tuple(hv[k] for k in self._var)
-        p = {k: v.detach().requires_grad_(True) for k, v in self._var.items()}
-        loss = lf.batch_loss({**fixed, **p}, Xb, yb)
-        if not loss.requires_grad:  # the loss does not depend on these parameters
-            return tuple(None for _ in p)
-        g = torch.autograd.grad(loss, list(p.values()), create_graph=True, allow_unused=True)
-        terms = [(gi * vd[k]).sum() for gi, k in zip(g, p) if gi is not None and gi.requires_grad]
-        if not terms:  # loss at most linear in these parameters: zero Hessian
-            return tuple(None for _ in p)
-        gv = torch.stack(terms).sum()
-        return torch.autograd.grad(gv, list(p.values()), allow_unused=True)
+        p = self._leaves()
+        g = self._grad_graph(p, Xb, yb)
+        return tuple(self._retained_hvp(list(p.values()), g, list(vd.values())))
+
+    def _cache_key(self) -> tuple:
+        lf = self.loss_fn
+        shapes = tuple((k, tuple(v.shape)) for k, v in self._var.items())
+        return (type(lf.model).__name__, shapes, len(self._fixed), lf.n, lf.batch_size,
+                tuple(lf.X.shape[1:]), self.device.type, str(self.dtype))
+
+    def _measure_recompute(self) -> str:
+        """Time one product of each recomputing mode on the first batch (after a warm-up); cached."""
+        key = self._cache_key()
+        if key in _RECOMPUTE_CHOICE:
+            return _RECOMPUTE_CHOICE[key]
+        Xb, yb, _ = next(self.loss_fn.iter_batches())
+        v = torch.randn(self.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        vd = self._unflatten(v.to(self.device, self.dtype))
+        times = {}
+        for m in ("rev_rev", "fwd_rev"):
+            try:
+                self._batch_hvp(vd, Xb, yb, m)  # warm-up
+                t0 = time.perf_counter()
+                self._batch_hvp(vd, Xb, yb, m)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                times[m] = time.perf_counter() - t0
+            except RuntimeError:  # an op without forward-mode AD support: that mode is out
+                continue
+        choice = min(times, key=times.get) if times else default_mode(self.device)
+        _RECOMPUTE_CHOICE[key] = choice
+        return choice
+
+    def _resolve(self) -> None:
+        if self.mode not in ("auto", "retained") or self._graphs is not None:
+            return
+        t0 = time.perf_counter()
+        budget = self.memory_budget if self.mode == "auto" else float("inf")
+        try:
+            self._build_graphs(budget)
+            self.mode = "retained"
+        except _BudgetExceeded:
+            self._graphs = None
+            self.mode = self._measure_recompute()
+        self.setup_seconds += time.perf_counter() - t0
+
+    def _split(self, v: Tensor) -> list[Tensor]:
+        """``v`` as views shaped like the differentiated parameters (one ``split`` call)."""
+        if not hasattr(self, "_sizes"):
+            self._sizes = [p.numel() for p in self._var.values()]
+            self._shapes = [p.shape for p in self._var.values()]
+        return [t.view(sh) for t, sh in zip(v.split(self._sizes), self._shapes)]
 
     def _apply(self, v: Tensor) -> Tensor:
-        vd = self._unflatten(v)
-        acc: list[Tensor] | None = None
         with torch.enable_grad():
-            for Xb, yb, w in self.loss_fn.iter_batches():
-                hv = self._batch_hvp(vd, Xb, yb)
+            self._resolve()
+            if self.mode == "retained":
+                assert self._graphs is not None
+                vs = self._split(v)
+                parts = ((w, self._retained_hvp(leaves, g, vs)) for leaves, g, w in self._graphs)
+            else:
+                vd = self._unflatten(v)
+                parts = ((w, self._batch_hvp(vd, Xb, yb, self.mode)) for Xb, yb, w in self.loss_fn.iter_batches())
+            if len(self.loss_fn.batches) == 1:  # one batch, weight 1: no accumulation pass
+                _, hv = next(parts)
+                return torch.cat([(torch.zeros_like(p) if h is None else h.detach()).reshape(-1)
+                                  for h, p in zip(hv, self._var.values())])
+            acc: list[Tensor] | None = None
+            for w, hv in parts:
                 hv = [torch.zeros_like(p) if h is None else h.detach() for h, p in zip(hv, self._var.values())]
                 if acc is None:
                     acc = [w * h for h in hv]
@@ -141,6 +312,7 @@ def hessian_operator(
     mode: HVPMode = "auto",
     dtype: torch.dtype | None = None,
     check: bool = True,
+    memory_budget: int | None = None,
 ) -> HessianOperator:
     """The Hessian of ``loss_fn`` at ``params`` (default: the loss function's own weights) as an operator.
 
@@ -148,11 +320,13 @@ def hessian_operator(
         loss_fn: fixed-data loss closure (its batches are averaged weighted by batch size).
         params: the point (a full or partial parameter dict; missing entries from ``loss_fn.params0``).
         names: differentiate only these parameters (per-layer / block Hessians); the rest stay fixed.
-        mode: ``"fwd_rev"``, ``"rev_rev"`` or ``"auto"`` (faster one on the device, see ``AUTO_MODE``).
+        mode: ``"retained"``, ``"fwd_rev"``, ``"rev_rev"`` or ``"auto"`` (retained graphs when they fit
+            ``memory_budget``, else the recomputing mode measured faster; see :class:`HessianOperator`).
         dtype: compute in this dtype (e.g. ``torch.float64`` for references).
         check: run :func:`check_deterministic` first.
+        memory_budget: bytes the retained graphs may hold (default :func:`default_memory_budget`).
     """
-    op = HessianOperator(loss_fn, params, names=names, mode=mode, dtype=dtype)
+    op = HessianOperator(loss_fn, params, names=names, mode=mode, dtype=dtype, memory_budget=memory_budget)
     if check:
         check_deterministic(op.loss_fn, {**op._fixed, **op._var})
     return op

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from .operators import LinearOperator, as_operator
+from .threads import blas_single
 
 Which = Literal["largest", "smallest", "both", "magnitude"]
 
@@ -46,6 +47,8 @@ class EigenResult:
         seconds: wall time.
         converged: every wanted pair met the tolerance.
         iterations: Krylov dimension (Lanczos) or total iterations (power iteration).
+        ritz_values: every Ritz value of the final Krylov space, ascending (Lanczos only). Its smallest
+            one bounds the smallest eigenvalue from above at no extra matvecs (unconverged: an estimate).
     """
 
     eigenvalues: Tensor
@@ -55,6 +58,7 @@ class EigenResult:
     seconds: float
     converged: bool
     iterations: int
+    ritz_values: Tensor | None = None
 
     def to_dict(self) -> dict:
         """JSON-able summary (eigenvectors left out: they are ``n x k``)."""
@@ -85,17 +89,33 @@ def _select(theta: np.ndarray, k: int, which: str) -> np.ndarray:
     return np.array(idx)
 
 
+def _value_error_bound(theta: np.ndarray, res_all: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``min(r_i, r_i^2 / gap_i)`` for the Ritz values ``idx``; ``gap_i = min_j (|theta_i - theta_j| - r_j)``."""
+    out = np.empty(len(idx))
+    for n_, i in enumerate(idx):
+        d = np.abs(theta - theta[i]) - res_all
+        d[i] = np.inf
+        gap = float(d.min())
+        r = float(res_all[i])
+        out[n_] = r if gap <= 0 else min(r, r * r / gap)
+    return out
+
+
 def _random_unit(n: int, gen: torch.Generator, device, dtype) -> Tensor:
     v = torch.randn(n, generator=gen, dtype=torch.float64)
     return (v / v.norm()).to(device=device, dtype=dtype)
 
 
-def _orthogonalise(w: Tensor, V: Tensor) -> Tensor:
-    """Remove the components of ``w`` along the columns of ``V`` (classical Gram-Schmidt, twice)."""
-    if V.shape[1] == 0:
+def _orthogonalise(w: Tensor, Q: Tensor) -> Tensor:
+    """Remove the components of ``w`` along the **rows** of ``Q`` (classical Gram-Schmidt, twice).
+
+    ``Q`` is a contiguous ``(j, n)`` block of rows, so both products, ``c = Q w`` and ``w - Q^T c``,
+    stream the basis once in memory order (two matrix-vector products; no strided column reads).
+    """
+    if Q.shape[0] == 0:
         return w
     for _ in range(2):
-        w = w - V @ (V.T @ w)
+        w = torch.addmv(w, Q.T, Q @ w, alpha=-1)
     return w
 
 
@@ -108,6 +128,7 @@ def lanczos(
     tol: float = 1e-6,
     seed: int = 0,
     v0: Tensor | None = None,
+    value_tol: float | None = None,
 ) -> EigenResult:
     """``k`` extreme eigenpairs of a symmetric operator by Lanczos with full reorthogonalisation.
 
@@ -120,6 +141,12 @@ def lanczos(
         tol: relative residual target, ``||A y - theta y|| <= tol * max|theta|``.
         seed: for the random start vector (and fresh vectors after breakdown).
         v0: warm start (e.g. the previous top eigenvector); ignored if zero.
+        value_tol: also stop when every wanted Ritz **value** is accurate to ``value_tol * max|theta|``
+            by the quadratic bound ``|lambda - theta| <= r^2 / gap`` (Kato-Temple; ``r`` its residual,
+            ``gap`` the distance to the nearest other Ritz value less that value's residual, so a cluster
+            falls back to ``r``). Eigenvalues converge quadratically faster than eigenvectors: for
+            eigenvalues alone this saves a few matvecs (top-5 of the digits MLP: 27 -> 23 at 1e-6).
+            The returned eigenvectors then may not meet ``tol``.
 
     Returns:
         :class:`EigenResult`; ``converged`` is False when ``max_iter`` ran out first.
@@ -132,6 +159,8 @@ def lanczos(
         raise ValueError(f"k must be between 1 and the operator size {n}, got {k}")
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
+    if value_tol is not None and not value_tol > 0:
+        raise ValueError(f"value_tol must be > 0, got {value_tol}")
     if max_iter is None:
         max_iter = min(n, max(300, 30 * k))
     max_iter = min(int(max_iter), n)
@@ -147,20 +176,50 @@ def lanczos(
         v = v / v.norm()
     else:
         v = _random_unit(n, gen, dev, dt)
-    V = torch.zeros(n, max_iter + 1, device=dev, dtype=dt)
-    V[:, 0] = v
+    # the basis as ROWS of one preallocated (m, n) tensor: reorthogonalisation reads a contiguous block
+    V = torch.empty(max_iter + 1, n, device=dev, dtype=dt)
+    V[0] = v
     alpha = np.zeros(max_iter)
     beta = np.zeros(max_iter)  # beta[j] couples v_j and v_{j+1}
+    with blas_single():  # the small float64 eigh runs on one BLAS thread, not against torch's
+        m, converged, theta, s, idx, res = _lanczos_loop(op, V, alpha, beta, k, which, tol, max_iter, gen,
+                                                         value_tol)
+    if theta is None or len(theta) != m:
+        T = np.diag(alpha[:m]) + np.diag(beta[: m - 1], 1) + np.diag(beta[: m - 1], -1)
+        with blas_single():
+            theta, s = np.linalg.eigh(T)
+        idx = _select(theta, k, which)
+        res = np.abs(beta[m - 1] * s[m - 1, idx])
+    assert theta is not None and s is not None and idx is not None and res is not None
+    if m == n:  # the basis spans everything: Ritz pairs are exact (residual is rounding only)
+        converged = True
+    S = torch.as_tensor(s[:, idx], dtype=dt, device=dev)
+    Y = V[:m].T @ S
+    Y = Y / Y.norm(dim=0, keepdim=True)
+    return EigenResult(
+        eigenvalues=torch.as_tensor(theta[idx], dtype=torch.float64),
+        eigenvectors=Y,
+        residuals=torch.as_tensor(res, dtype=torch.float64),
+        matvecs=op.matvecs - start_mv,
+        seconds=time.perf_counter() - t0,
+        converged=bool(converged),
+        iterations=m,
+        ritz_values=torch.as_tensor(theta, dtype=torch.float64),
+    )
+
+
+def _lanczos_loop(op: LinearOperator, V: Tensor, alpha: np.ndarray, beta: np.ndarray, k: int, which: str,
+                  tol: float, max_iter: int, gen: torch.Generator, value_tol: float | None = None) -> tuple:
+    """The Lanczos iteration proper (fills ``V``'s rows, ``alpha``, ``beta``); see :func:`lanczos`."""
+    n, dev, dt = op.dim, op.device, op.dtype
     converged = False
     m = 0
-    theta = s = None
-    idx = None
-    res = None
+    theta = s = idx = res = None
     for j in range(max_iter):
-        w = op.matvec(V[:, j])
-        a = float(torch.dot(w.double(), V[:, j].double()))
+        w = op.matvec(V[j])
+        a = float(torch.dot(w.double(), V[j].double()))
         alpha[j] = a
-        w = _orthogonalise(w, V[:, : j + 1])
+        w = _orthogonalise(w, V[: j + 1])
         b = float(w.double().norm())
         m = j + 1
         # tridiagonal T_m and its Ritz pairs
@@ -173,7 +232,10 @@ def lanczos(
             idx = _select(theta, k, which)
             res = np.abs(b * s[m - 1, idx])
             scale = max(float(np.abs(theta).max()), 1e-300)
-            if len(idx) == k and bool(np.all(res <= tol * scale)) and not breakdown:
+            done = bool(np.all(res <= tol * scale))
+            if not done and value_tol is not None and len(idx) == k and m > k:
+                done = bool(np.all(_value_error_bound(theta, np.abs(b * s[m - 1]), idx) <= value_tol * scale))
+            if len(idx) == k and done and not breakdown:
                 converged = True
                 beta[j] = b
                 break
@@ -183,32 +245,13 @@ def lanczos(
         if breakdown:
             # invariant subspace found: continue the basis with a fresh orthogonal random vector
             b = 0.0
-            w = _orthogonalise(_random_unit(n, gen, dev, dt), V[:, :m])
+            w = _orthogonalise(_random_unit(n, gen, dev, dt), V[:m])
             w = w / w.norm()
-            V[:, m] = w
+            V[m] = w
         else:
-            V[:, m] = w / b
+            V[m] = w / b
         beta[j] = b
-    if theta is None or len(theta) != m:
-        T = np.diag(alpha[:m]) + np.diag(beta[: m - 1], 1) + np.diag(beta[: m - 1], -1)
-        theta, s = np.linalg.eigh(T)
-        idx = _select(theta, k, which)
-        res = np.abs(beta[m - 1] * s[m - 1, idx])
-    assert theta is not None and s is not None and idx is not None and res is not None
-    if m == n:  # the basis spans everything: Ritz pairs are exact (residual is rounding only)
-        converged = True
-    S = torch.as_tensor(s[:, idx], dtype=dt, device=dev)
-    Y = V[:, :m] @ S
-    Y = Y / Y.norm(dim=0, keepdim=True)
-    return EigenResult(
-        eigenvalues=torch.as_tensor(theta[idx], dtype=torch.float64),
-        eigenvectors=Y,
-        residuals=torch.as_tensor(res, dtype=torch.float64),
-        matvecs=op.matvecs - start_mv,
-        seconds=time.perf_counter() - t0,
-        converged=bool(converged),
-        iterations=m,
-    )
+    return m, converged, theta, s, idx, res
 
 
 def condition_number(eigs, weights=None) -> dict:
@@ -248,7 +291,7 @@ def condition_number(eigs, weights=None) -> dict:
 
 
 def krylov_basis(op: LinearOperator | Tensor, v0: Tensor, steps: int) -> tuple[Tensor, np.ndarray, np.ndarray]:
-    """Orthonormal Krylov basis ``V`` (``n x m``, ``m <= steps``) from ``v0`` with full reorthogonalisation.
+    """Orthonormal Krylov basis ``V`` (``n x m`` view of row storage, ``m <= steps``) from ``v0`` with full reorthogonalisation.
 
     Returns ``(V, alpha, beta)`` with ``V^T A V = T`` (tridiagonal: ``alpha`` on the diagonal, ``beta``
     beside, one entry shorter), so ``tr(V^T A V) = sum(alpha)`` costs no extra matvecs. Uses exactly ``m``
@@ -263,23 +306,23 @@ def krylov_basis(op: LinearOperator | Tensor, v0: Tensor, steps: int) -> tuple[T
     nv = float(v.norm())
     if nv == 0:
         raise ValueError("start vector is zero")
-    V = torch.zeros(n, steps, device=op.device, dtype=op.dtype)
-    V[:, 0] = v / nv
+    V = torch.empty(steps, n, device=op.device, dtype=op.dtype)  # basis as rows (see _orthogonalise)
+    V[0] = v / nv
     alpha: list[float] = []
     beta: list[float] = []
     for j in range(steps):
-        w = op.matvec(V[:, j])
-        alpha.append(float(torch.dot(w.double(), V[:, j].double())))
+        w = op.matvec(V[j])
+        alpha.append(float(torch.dot(w.double(), V[j].double())))
         if j == steps - 1:
             break
-        w = _orthogonalise(w, V[:, : j + 1])
+        w = _orthogonalise(w, V[: j + 1])
         b = float(w.double().norm())
         if b <= 1e-10 * max(abs(x) for x in alpha):
             break
         beta.append(b)
-        V[:, j + 1] = w / b
+        V[j + 1] = w / b
     m = len(alpha)
-    return V[:, :m], np.asarray(alpha), np.asarray(beta)
+    return V[:m].T, np.asarray(alpha), np.asarray(beta)
 
 
 def lanczos_tridiagonal(op: LinearOperator | Tensor, v0: Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:

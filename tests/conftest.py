@@ -12,6 +12,8 @@ import pytest
 import torch
 
 _THREADS = int(os.environ.get("LANDSCAPE_TORCH_THREADS") or 1)
+# the CLI applies the thread policy (landscape_core/threads.py) in-process: pin it to the suite's setting
+os.environ["LANDSCAPE_TORCH_THREADS"] = str(_THREADS)
 os.environ.setdefault("OMP_NUM_THREADS", str(max(_THREADS, 1)))
 if _THREADS > 0:
     torch.set_num_threads(_THREADS)

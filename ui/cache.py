@@ -8,30 +8,25 @@ weights hash), so a rewritten run is reloaded.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import streamlit as st
 
 from landscape_core import runs as _runs
 from landscape_core.runs import Run
+from landscape_core.threads import apply_policy
 
 
 def _set_torch_threads() -> int:
-    """One intra-op thread per computation by default on machines with <= 2 cores.
+    """The app's thread policy (``landscape_core.threads.apply_policy("app")``).
 
-    The app serves each session from its own script thread; on a small, shared machine a second
-    OpenMP thread per op mostly spins and contends (measured: a 21x21 surface plus top-1 Lanczos took
-    3-10x longer with 2 threads than with 1 under load). ``$LANDSCAPE_TORCH_THREADS`` overrides (0 = keep
-    torch's default).
+    Each browser session runs in its own script thread; on a machine with <= 2 cores the app keeps one
+    intra-op torch thread per computation so two sessions run side by side instead of contending
+    (measured under load: a 21x21 surface plus top-1 Lanczos took 3-10x longer with 2 threads; HVPs
+    18x, see ``bench/bench_threads.py``), the idle cores on larger machines; NumPy/SciPy BLAS on one thread.
+    ``$LANDSCAPE_TORCH_THREADS`` overrides (0 = keep torch's default).
     """
-    import torch
-
-    want = os.environ.get("LANDSCAPE_TORCH_THREADS")
-    n = int(want) if want not in (None, "") else (1 if (os.cpu_count() or 1) <= 2 else 0)
-    if n > 0 and torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-    return torch.get_num_threads()
+    return apply_policy("app")
 
 
 TORCH_THREADS = _set_torch_threads()

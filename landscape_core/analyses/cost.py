@@ -40,10 +40,11 @@ class CostEstimate:
     """Predicted wall time of a job from measured unit costs.
 
     Attributes:
-        seconds_total: ``sum_unit count * seconds_per_unit``.
+        seconds_total: ``sum_unit count * seconds_per_unit + setup``.
         per_forward, per_gradient, per_hvp: median seconds of one full-data pass of each kind (``None``
             when that kind was not needed).
         counts: ``{"forwards", "gradients", "hvps"}``.
+        setup: one-off seconds per analysis (building the retained gradient graph the HVPs reuse).
     """
 
     seconds_total: float
@@ -51,6 +52,7 @@ class CostEstimate:
     per_gradient: float | None
     per_hvp: float | None
     counts: dict = field(default_factory=dict)
+    setup: float = 0.0
 
     def describe(self) -> str:
         """Human summary, e.g. ``"~3.2 s (120 HVPs x 25 ms)"``."""
@@ -73,6 +75,7 @@ class CostEstimate:
             "per_gradient": self.per_gradient,
             "per_hvp": self.per_hvp,
             "counts": dict(self.counts),
+            "setup": self.setup,
             "description": self.describe(),
         }
 
@@ -80,7 +83,7 @@ class CostEstimate:
     def from_dict(cls, d: dict) -> CostEstimate:
         """Inverse of :meth:`to_dict` (the description is derived, not stored)."""
         return cls(d["seconds_total"], d.get("per_forward"), d.get("per_gradient"), d.get("per_hvp"),
-                   dict(d.get("counts") or {}))
+                   dict(d.get("counts") or {}), float(d.get("setup") or 0.0))
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -110,6 +113,7 @@ def estimate_cost(
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     p = loss_fn.params0
     per_f = per_g = per_h = None
+    setup = 0.0
     if forwards:
         def fwd() -> None:
             with torch.no_grad():
@@ -122,9 +126,13 @@ def estimate_cost(
         op = hessian_operator(loss_fn, mode=mode, check=False)  # type: ignore[arg-type]
         v = torch.randn(op.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         v = v.to(op.device, op.dtype)
+        op.matvec(v)  # the first product builds the retained gradient graph (or picks the mode): once
+        setup = float(getattr(op, "setup_seconds", 0.0) or 0.0)
         per_h = _median_time(lambda: op.matvec(v), repeats)
     total = forwards * (per_f or 0.0) + gradients * (per_g or 0.0) + hvps * (per_h or 0.0)
-    return CostEstimate(total, per_f, per_g, per_h, {"forwards": forwards, "gradients": gradients, "hvps": hvps})
+    total += setup  # counted once per analysis, not per product
+    return CostEstimate(total, per_f, per_g, per_h, {"forwards": forwards, "gradients": gradients, "hvps": hvps},
+                        setup)
 
 
 _HESSIAN_COUNTED = ("top_k", "trace", "trace_probes", "density", "density_probes", "lanczos_steps", "per_layer",

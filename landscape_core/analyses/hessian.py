@@ -14,7 +14,7 @@ computed exactly with ``n_b`` unit-vector products when ``n_b <= trace_probes``,
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,6 +49,7 @@ class CurvatureResult:
     per_layer: list[dict] | None = None
     exact_eigenvalues: list[float] | None = None
     settings: dict = field(default_factory=dict)
+    breakdown: dict = field(default_factory=dict)
 
     @property
     def lambda_max(self) -> float:
@@ -68,6 +69,7 @@ class CurvatureResult:
             "per_layer": None if self.per_layer is None else [dict(d) for d in self.per_layer],
             "exact_eigenvalues": None if self.exact_eigenvalues is None else list(self.exact_eigenvalues),
             "settings": dict(self.settings),
+            "breakdown": dict(self.breakdown),
         }
 
     @classmethod
@@ -111,7 +113,7 @@ def analyze_hessian(
     density_probes: int = 4,
     lanczos_steps: int = 60,
     per_layer: bool = False,
-    smallest: bool = True,
+    smallest: bool = False,
     samples: int | None = 512,
     split: Literal["train", "test"] = "train",
     seed: int = 0,
@@ -131,7 +133,9 @@ def analyze_hessian(
         trace, trace_probes, trace_method: trace estimate with this matvec budget.
         density, density_probes, lanczos_steps: SLQ spectral density.
         per_layer: top eigenvalue and trace of each module's block.
-        smallest: also find the smallest (most negative) eigenvalue for the condition summary.
+        smallest: also run a second Lanczos for the smallest (most negative) eigenvalue (its HVPs count
+            in ``matvecs``). Without it the condition summary still gets a free upper bound on the smallest
+            eigenvalue: the smallest Ritz value of the top-k Krylov space (``ritz_min_upper_bound``).
         exact: dense float64 spectrum too (small models only, <= 5000 parameters).
         progress: ``(fraction, message)`` callback.
 
@@ -158,24 +162,39 @@ def analyze_hessian(
             progress(done[0] / stages, msg)
         done[0] += 1
 
+    seconds: dict[str, float] = {"setup": time.perf_counter() - t0}
+    matvecs: dict[str, int] = {}
+
+    def timed(stage: str, fn: Callable[[], Any]) -> Any:
+        t, mv = time.perf_counter(), op.matvecs
+        out = fn()
+        seconds[stage], matvecs[stage] = time.perf_counter() - t, op.matvecs - mv
+        return out
+
     step(f"top-{top_k} eigenvalues (Lanczos, {n} parameters)")
-    top = lanczos(op, top_k, which="largest", tol=tol, max_iter=max_iter, seed=seed)
+    # value_tol: stop once the eigenvalues themselves are accurate to ``tol`` (their error is bounded by
+    # residual^2 / gap, far below the residual), not only the Ritz vectors.
+    top = timed("top_k", lambda: lanczos(op, top_k, which="largest", tol=tol, max_iter=max_iter, seed=seed,
+                                         value_tol=tol))
     eig = top.eigenvalues.tolist()
     lam_min = None
     if smallest:
         step("smallest eigenvalue (Lanczos)")
-        low = lanczos(op, 1, which="smallest", tol=max(tol, 1e-4), max_iter=min(n, 60), seed=seed + 1)
+        low = timed("smallest", lambda: lanczos(op, 1, which="smallest", tol=max(tol, 1e-4),
+                                                max_iter=min(n, 60), seed=seed + 1))
         lam_min = {"value": float(low.eigenvalues[0]), "residual": float(low.residuals[0]),
                    "converged": low.converged}
     tr = None
     if trace:
         step(f"trace ({trace_method}, {trace_probes} matvecs)")
-        tr = _trace(op, trace_probes, trace_method, seed)
+        tr = timed("trace", lambda: _trace(op, trace_probes, trace_method, seed))
     dens = None
     if density:
         step(f"spectral density (SLQ, {density_probes} probes x {lanczos_steps} steps)")
-        dens = slq_density(op, num_probes=density_probes, lanczos_steps=lanczos_steps, seed=seed).to_dict()
+        dens = timed("density", lambda: slq_density(op, num_probes=density_probes, lanczos_steps=lanczos_steps,
+                                                    seed=seed).to_dict())
     layers = None
+    t_layers = time.perf_counter()
     if per_layer:
         step("per-layer blocks")
         layers = []
@@ -188,10 +207,13 @@ def analyze_hessian(
                 "trace": t["mean"], "trace_stderr": t["stderr"], "trace_method": t["method"],
                 "matvecs": bop.matvecs,
             })
+    if per_layer:
+        seconds["per_layer"] = time.perf_counter() - t_layers
+        matvecs["per_layer"] = sum(d["matvecs"] for d in layers or [])
     exact_eigs = None
     if exact:
         step("exact spectrum (dense float64)")
-        exact_eigs = exact_spectrum(lf)[::-1].tolist()
+        exact_eigs = timed("exact", lambda: exact_spectrum(lf)[::-1].tolist())
     if exact_eigs is not None:
         cond = {"source": "exact", **condition_number(exact_eigs)}
     elif dens is not None:
@@ -199,11 +221,17 @@ def analyze_hessian(
         wts = np.concatenate([np.asarray(x) for x in dens["ritz_weights"]])
         cond = {"source": "density", **condition_number(nodes, wts)}
         cond["lambda_max"] = max(eig[0], cond["lambda_max"])
-    else:
-        cand = eig + ([lam_min["value"]] if lam_min else [])
-        cond = {"source": "lanczos", **condition_number(cand)}
+    elif lam_min is not None:
+        cond = {"source": "lanczos", **condition_number(eig + [lam_min["value"]])}
+    else:  # only the top-k was asked for: no claim about the bottom of the spectrum
+        cond = {"source": "top-k", "lambda_max": eig[0], "lambda_min": None, "lambda_min_positive": None,
+                "ratio": None, "negative_mass": None, "has_negative": None,
+                "note": "smallest eigenvalue not computed (smallest=True / --smallest)"}
     if lam_min is not None:
         cond["lambda_min_lanczos"] = lam_min
+    if top.ritz_values is not None and len(top.ritz_values):
+        # the smallest Ritz value of the top-k Krylov space bounds lambda_min from above, at no extra HVP
+        cond["ritz_min_upper_bound"] = float(top.ritz_values.min())
     if progress is not None:
         progress(1.0, "done")
     total_mv = op.matvecs + sum(d["matvecs"] for d in layers or [])
@@ -211,8 +239,12 @@ def analyze_hessian(
         "top_k": top_k, "trace_probes": trace_probes, "trace_method": trace_method,
         "density_probes": density_probes if density else None, "lanczos_steps": lanczos_steps if density else None,
         "samples": samples if not isinstance(run_or_lossfn, LossFunction) else lf.n, "examples": lf.n,
-        "split": split, "seed": seed, "tol": tol, "hvp_mode": op.mode, "device": str(lf.device),
+        "split": split, "seed": seed, "tol": tol, "value_tol": tol, "hvp_mode": op.mode, "device": str(lf.device),
+        "smallest": smallest,
     }
+    breakdown = {"seconds": seconds, "matvecs": matvecs, "hvp_mode": op.mode,
+                 "graph_MiB": float(getattr(op, "graph_bytes", 0) or 0) / 2**20,
+                 "graph_build_s": float(getattr(op, "setup_seconds", 0.0) or 0.0)}
     return CurvatureResult(
         eigenvalues=eig,
         residuals=top.residuals.tolist(),
@@ -226,6 +258,7 @@ def analyze_hessian(
         per_layer=layers,
         exact_eigenvalues=exact_eigs,
         settings=settings,
+        breakdown=breakdown,
     )
 
 
@@ -240,7 +273,7 @@ def planned_hvps(
     lanczos_steps: int = 60,
     per_layer: bool = False,
     num_layers: int = 0,
-    smallest: bool = True,
+    smallest: bool = False,
 ) -> int:
     """Rough number of HVPs :func:`analyze_hessian` will use (for a cost estimate before starting).
 

@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--density-probes", type=positive_int, default=4)
     p.add_argument("--lanczos-steps", type=positive_int, default=60, help="Lanczos steps per density probe")
     p.add_argument("--per-layer", action="store_true", help="top eigenvalue and trace of each layer's block")
+    p.add_argument("--smallest", action="store_true",
+                   help="also the smallest eigenvalue and the condition number (a second Lanczos run; its HVPs "
+                        "count in matvecs)")
     p.add_argument("--exact", action="store_true", help="dense float64 spectrum too (<= 5000 parameters)")
     p.add_argument("--samples", type=samples_arg, default=512, help="examples used (or 'all')")
     p.add_argument("--split", choices=["train", "test"], default="train")
@@ -61,7 +64,7 @@ def run_hessian(args: argparse.Namespace) -> dict:
     r = analyze_hessian(
         run, top_k=args.top_k, trace=args.trace, trace_probes=args.trace_probes, trace_method=args.trace_method,
         density=args.density, density_probes=args.density_probes, lanczos_steps=args.lanczos_steps,
-        per_layer=args.per_layer, exact=args.exact, samples=args.samples, split=args.split, seed=args.seed,
+        per_layer=args.per_layer, smallest=args.smallest, exact=args.exact, samples=args.samples, split=args.split, seed=args.seed,
         tol=args.tol, progress=progress, device=device,
     )
     d = r.to_dict()
@@ -75,6 +78,7 @@ def run_hessian(args: argparse.Namespace) -> dict:
         "num_params": d["num_params"],
         "condition": d["condition"],
         "settings": d["settings"],
+        "breakdown": d["breakdown"],
     }
     if d["trace"] is not None:
         out["trace"] = d["trace"]

@@ -26,7 +26,7 @@ def test_hessian_plan_uses_planned_hvps(run):
     expected = planned_hvps(n, top_k=3, trace_probes=7, density=True, density_probes=2, lanczos_steps=9,
                             per_layer=True, num_layers=layers)
     assert est.counts == {"forwards": 0, "gradients": 0, "hvps": expected}
-    assert est.seconds_total == pytest.approx(expected * est.per_hvp)
+    assert est.seconds_total == pytest.approx(expected * est.per_hvp + est.setup)
     with pytest.raises(ValueError, match="unknown analysis setting 'topk'"):
         plan_hessian(run, topk=3)
 

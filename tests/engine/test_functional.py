@@ -68,3 +68,15 @@ def test_dataset_root_is_never_taken_from_stored_metadata():
 
     spec = DatasetSpec.from_dict({"name": "digits", "root": "/etc", "seed": 3})
     assert spec.root is None and spec.seed == 3
+
+
+def test_auto_batch_size_balanced_under_a_cap():
+    from landscape_core.functional import auto_batch_size
+
+    assert auto_batch_size(1347, 64) == 1347  # digits: one batch (was 1024 + 323)
+    assert auto_batch_size(10000, 784) == 3334  # MNIST: cap 4096 -> 3 balanced batches
+    assert auto_batch_size(5000, 3 * 32 * 32) == 1250  # CIFAR: cap 2**22 // 3072 = 1365 -> 4 x 1250
+    assert auto_batch_size(5, 10**9) == 5  # the lower bound of the cap never exceeds n
+    assert auto_batch_size(1000, 10**9) == 63  # cap 64 -> 16 batches of 63 (the last 55)
+    with pytest.raises(ValueError, match="n=0"):
+        auto_batch_size(0, 10)

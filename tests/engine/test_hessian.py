@@ -48,7 +48,7 @@ def reference_hessian(m, X, y):
 
 
 @pytest.mark.parametrize("batchnorm", [False, True])
-@pytest.mark.parametrize("mode", ["fwd_rev", "rev_rev"])
+@pytest.mark.parametrize("mode", ["retained", "fwd_rev", "rev_rev", "auto"])
 def test_operator_matches_dense_hessian_with_batch_weighting(batchnorm, mode):
     m, X, y = tiny(batchnorm)
     H = reference_hessian(m, X, y)
@@ -76,8 +76,11 @@ def test_modes_agree_and_float32_close():
     V = torch.randn(63, 4, generator=torch.Generator().manual_seed(2))
     a = hessian_operator(lf, mode="fwd_rev").matmat(V)
     b = hessian_operator(lf, mode="rev_rev").matmat(V)
-    assert a.dtype == torch.float32
+    c = hessian_operator(lf, mode="retained").matmat(V)
+    assert a.dtype == c.dtype == torch.float32
+    # float32 sums over ~20 examples x ~60 parameters: agreement to ~1e-6 relative of entries of size ~1
     assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(c, b, atol=1e-5)
     H = reference_hessian(m, X, y)
     assert torch.allclose(a.double(), H @ V.double(), atol=1e-4)
 
@@ -169,7 +172,7 @@ def test_unused_parameter_and_linear_loss_give_zero_blocks():
     X, y = torch.randn(9, 3), torch.randint(0, 2, (9,))
     lf = LossFunction(m, X, y, batch_size=4, dtype=torch.float64)
     H = dense_hessian(lf)
-    for mode in ("fwd_rev", "rev_rev"):
+    for mode in ("retained", "fwd_rev", "rev_rev"):
         op = hessian_operator(lf, mode=mode)
         V = torch.randn(op.dim, 2, dtype=torch.float64)
         assert torch.allclose(op.matmat(V), H @ V, atol=1e-12)
@@ -191,3 +194,74 @@ def test_loss_function_cache_unchanged_by_estimates():
     hutchpp(op, 9)
     assert weights_hash(lf.params0) == h_params and weights_hash(lf.buffers) == h_buf
     assert not lf.model.training
+
+
+# -- retained gradient graphs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_retained_graph_reused_across_products_subsets_and_other_points(batchnorm):
+    """The kept graph gives the exact dense Hessian on every product (not just the first), for a
+    parameter subset (a diagonal block), at a point other than the trained weights, with eval-mode
+    BatchNorm and uneven batches weighted by size; the model and the parameter dict are untouched."""
+    m, X, y = tiny(batchnorm)
+    h0 = model_hash(m)
+    m2, _, _ = tiny(batchnorm)
+    with torch.no_grad():
+        for _, v in m2.named_parameters():
+            v.mul_(1.3)
+    p = {k: v.detach().double().clone() for k, v in m2.named_parameters()}
+    p_before = {k: v.clone() for k, v in p.items()}
+    H = reference_hessian(m2, X, y)
+    lf = LossFunction(m, X, y, batch_size=8, dtype=torch.float64)  # batches 8, 8, 4
+    op = hessian_operator(lf, p, mode="retained")
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(4):
+        v = torch.randn(op.dim, dtype=torch.float64, generator=gen)
+        assert torch.allclose(op.matvec(v), H @ v, atol=1e-12, rtol=1e-10)
+    assert op.mode == "retained" and op.matvecs == 4 and len(op._graphs) == 3
+    last = [k for k, _ in m.named_parameters()][-2:]  # the output layer's weight and bias
+    blk = hessian_operator(lf, p, names=last, mode="retained")
+    n0 = H.shape[0] - blk.dim
+    V = torch.randn(blk.dim, 3, dtype=torch.float64, generator=gen)
+    assert torch.allclose(blk.matmat(V), H[n0:, n0:] @ V, atol=1e-12, rtol=1e-10)
+    assert model_hash(m) == h0
+    assert all(torch.equal(p[k], p_before[k]) for k in p)
+    assert not lf.model.training
+
+
+def test_auto_keeps_graphs_within_budget_and_falls_back_beyond():
+    m, X, y = tiny(True)
+    lf = LossFunction(m, X, y, batch_size=7, dtype=torch.float64)
+    H = reference_hessian(m, X, y)
+    v = torch.randn(63, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    op = hessian_operator(lf)
+    assert op.mode == "auto"  # resolved at the first product
+    assert torch.allclose(op.matvec(v), H @ v, atol=1e-12)
+    assert op.mode == "retained"
+    # at least the float64 input of the first layer for all 20 examples is saved (20 x 4 x 8 bytes)
+    assert op.graph_bytes >= 20 * 4 * 8
+    small = hessian_operator(lf, memory_budget=op.graph_bytes - 1)
+    assert torch.allclose(small.matvec(v), H @ v, atol=1e-12)
+    assert small.mode in ("fwd_rev", "rev_rev") and small._graphs is None and small.graph_bytes == 0
+    # the measured choice is cached per (model, data size, device): a second operator reuses it
+    again = hessian_operator(lf, memory_budget=0)
+    again.matvec(v)
+    assert again.mode == small.mode
+    op.release()
+    assert op._graphs is None and torch.allclose(op.matvec(v), H @ v, atol=1e-12)
+
+
+def test_memory_budget_setting(monkeypatch):
+    from landscape_core.hessian import DEFAULT_MEMORY_BUDGET, MEMORY_ENV, default_memory_budget
+
+    monkeypatch.delenv(MEMORY_ENV, raising=False)
+    assert default_memory_budget() == DEFAULT_MEMORY_BUDGET
+    monkeypatch.setenv(MEMORY_ENV, "1.5")
+    assert default_memory_budget() == int(1.5 * 2**20)
+    monkeypatch.setenv(MEMORY_ENV, "lots")
+    with pytest.raises(ValueError, match="lots"):
+        default_memory_budget()
+    m, X, y = tiny()
+    with pytest.raises(ValueError, match="memory_budget"):
+        hessian_operator(LossFunction(m, X, y), memory_budget=-1)

@@ -121,3 +121,27 @@ def test_condition_number():
     assert c["has_negative"] and np.isclose(c["negative_mass"], 1.0 / 7.5)
     c = condition_number([-1.0, -2.0])
     assert c["ratio"] is None and c["negative_mass"] == 1.0
+
+
+def test_value_tol_stops_earlier_with_accurate_eigenvalues():
+    """Known spectrum 1..200 plus a well-separated top: the quadratic bound |lambda - theta| <= r^2/gap
+    lets the eigenvalues stop earlier, and they still meet the requested accuracy."""
+    ev = torch.cat([torch.linspace(0.0, 1.0, 200, dtype=torch.float64), torch.tensor([3.0, 4.0, 5.0], dtype=torch.float64)])
+    A = torch.diag(ev)
+    full = lanczos(A, 3, tol=1e-10)
+    fast = lanczos(A, 3, tol=1e-10, value_tol=1e-10)
+    assert fast.matvecs < full.matvecs
+    assert np.allclose(fast.eigenvalues.numpy(), [5.0, 4.0, 3.0], rtol=0, atol=1e-10 * 5.0)
+    assert np.allclose(full.eigenvalues.numpy(), [5.0, 4.0, 3.0], rtol=0, atol=1e-10 * 5.0)
+    with pytest.raises(ValueError, match="value_tol"):
+        lanczos(A, 3, value_tol=0.0)
+
+
+def test_ritz_values_bound_the_smallest_eigenvalue_for_free():
+    ev = torch.linspace(-2.0, 10.0, 300, dtype=torch.float64)
+    r = lanczos(torch.diag(ev), 2, tol=1e-8)
+    assert r.ritz_values is not None and len(r.ritz_values) == r.iterations
+    assert torch.all(r.ritz_values[1:] >= r.ritz_values[:-1])  # ascending
+    # Cauchy interlacing: the smallest Ritz value is >= lambda_min, and the top ones match
+    assert float(r.ritz_values[0]) >= -2.0 - 1e-12
+    assert float(r.ritz_values[-1]) == pytest.approx(10.0, abs=1e-7)

@@ -16,7 +16,7 @@ from landscape_core.directions import random_direction, random_plane
 from landscape_core.evaluator import BatchedEvaluator
 from landscape_core.export import load_npz, read_vtp_array, save_npz, save_vtp
 from landscape_core.functional import LossFunction, loss_function_for_run
-from landscape_core.models import MLP, SmallCNN, build_model, model_spec
+from landscape_core.models import MLP, ResNet20, SmallCNN, build_model, model_spec
 from landscape_core.params import lincomb, model_hash
 from landscape_core.runs import load_run, save_run
 from landscape_core.surface import (
@@ -78,19 +78,28 @@ def _centre(surface):
         lambda: MLP((64,), 10, width=12, depth=2, activation="relu", batchnorm=True),
         lambda: MLP((64,), 10, width=12, depth=2, activation="tanh", batchnorm=True),
         lambda: MLP((64,), 10, widths=[12, 20], activation="gelu"),
+        # width >= WIDE_MLP: the batched-GEMM path (tanh folded into sigmoid; BatchNorm; no activation fold)
+        lambda: MLP((64,), 10, width=300, depth=2, activation="tanh"),
+        lambda: MLP((64,), 10, widths=[260, 40], activation="relu", batchnorm=True),
         lambda: SmallCNN((1, 8, 8), 10, channels=3),
         lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 7), nn.Softplus(), nn.Dropout(0.5), nn.Linear(7, 10)),
         lambda: nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(192, 10)),
+        # conv nets point by point: BatchNorm folded into the convs (fx), channels_last inputs
+        lambda: ResNet20((1, 8, 8), 10, width=4),
+        lambda: nn.Sequential(nn.Conv2d(1, 3, 3, padding=1, bias=True), nn.BatchNorm2d(3, affine=False), nn.ReLU(),
+                              nn.Flatten(), nn.Linear(192, 10)),
     ],
 )
 def test_batched_points_equal_per_point_losses(make):
     torch.manual_seed(0)
     model = make()
     for mod in model.modules():  # non-trivial BN statistics
-        if isinstance(mod, nn.BatchNorm1d):
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             mod.running_mean.normal_()
             mod.running_var.uniform_(0.5, 2.0)
-            mod.weight.data.uniform_(0.5, 1.5)
+            if mod.affine:
+                mod.weight.data.uniform_(0.5, 1.5)
+                mod.bias.data.normal_(0, 0.3)
     X, y = _digits(90)
     if any(isinstance(m, nn.Conv2d) for m in model.modules()):
         X = X.reshape(-1, 1, 8, 8)
@@ -104,6 +113,33 @@ def test_batched_points_equal_per_point_losses(make):
             rl, ra = f.evaluate(lincomb(f.params0, [(a, d1), (b, d2)]))
             assert lo == pytest.approx(rl, rel=1e-5, abs=1e-6)
             assert ac == pytest.approx(ra)
+
+
+def test_resnet_points_use_the_batchnorm_folded_copy_and_leave_the_model_alone():
+    """ResNet-20 takes the folded path (every conv -> BN pair fused), matches the per-point loss at
+    float32 rounding (sums over ~100 examples of O(1) terms: ~1e-6 relative), and the loss function's
+    model keeps its BatchNorm layers and weights."""
+    torch.manual_seed(0)
+    model = ResNet20((1, 8, 8), 10, width=4).eval()
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.normal_()
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.bias.data.normal_(0, 0.3)
+    X, y = _digits(50)
+    f = LossFunction(model, X.reshape(-1, 1, 8, 8), y)
+    h0 = model_hash(f.model)
+    d1, d2 = random_plane(f.params0, seed=1, ignore_1d=False)
+    ev = BatchedEvaluator(f, None, [d1, d2])
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert ev._conv is not None and len(ev._conv["pairs"]) == n_bn
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in ev._conv["module"].modules())
+    coords = np.array([[0.3, -0.6], [1.0, 1.0]])
+    loss, _ = ev(coords)
+    for (a, b), lo in zip(coords, loss):
+        rl, _ = f.evaluate(lincomb(f.params0, [(a, d1), (b, d2)]))
+        assert lo == pytest.approx(rl, rel=1e-5, abs=1e-6)
+    assert model_hash(f.model) == h0 and any(isinstance(m, nn.BatchNorm2d) for m in f.model.modules())
 
 
 # --- centres ---------------------------------------------------------------------------------------
