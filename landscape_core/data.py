@@ -28,7 +28,7 @@ SIGNALS = ("mnist1d",)
 DATASETS = ("digits", *SYNTHETIC, *TORCHVISION, *SIGNALS, *SEQUENCE_TASKS)
 #: Defaults of the task-only spec fields (``None`` in the spec means "not this task" and is not stored).
 DEFAULT_MODULUS = 97
-DEFAULT_SEQ_LEN = 10
+DEFAULT_SEQ_LEN = 8
 
 
 class DataError(RuntimeError):
@@ -49,7 +49,7 @@ class DatasetSpec:
         test_fraction: held-out fraction for digits and synthetic sets (stratified); for modular
             addition the share of the ``p^2`` pairs held out (train fraction = 1 - test_fraction).
         modulus: ``p`` of modular addition (default 97; only stored for that task).
-        seq_len: bit-string length of parity (default 10; only stored for that task).
+        seq_len: bit-string length of parity (default 8; only stored for that task).
         root: folder with a local torchvision copy (default ``$LANDSCAPE_DATA`` or ``./data``).
     """
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .data import DataBundle, DatasetSpec, load_dataset
+from .data import SEQUENCE_TASKS, DataBundle, DatasetSpec, load_dataset
 from .functional import LossFunction
 from .models import MODELS, TOKEN_MODELS, build_model, has_batchnorm, model_spec
 from .optimizers import ADAM_FAMILY, OPTIMIZERS, SCHEDULES, is_sam, make_optimizer, make_schedule
@@ -107,6 +107,12 @@ class TrainConfig:
             object.__setattr__(self, "init_seed", self.seed)
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(sorted(MODELS))}")
+        tokens = self.dataset["name"] in SEQUENCE_TASKS
+        if tokens != (self.model in TOKEN_MODELS):
+            raise ValueError(
+                f"dataset {self.dataset['name']!r} has token inputs: choose model {', '.join(TOKEN_MODELS)}; got "
+                f"{self.model!r}" if tokens else
+                f"model {self.model!r} needs a token dataset ({', '.join(SEQUENCE_TASKS)}), got {self.dataset['name']!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:

@@ -29,7 +29,7 @@ def add_training_flags(p: argparse.ArgumentParser, *, optimizer: bool = True) ->
                    help="held-out share (digits, synthetic, parity: default 0.25; modular_addition: the share of "
                         "the p^2 pairs held out, default 0.25, i.e. train fraction 0.75)")
     d.add_argument("--modulus", type=int, default=None, help="p of modular_addition (default 97)")
-    d.add_argument("--seq-len", type=int, default=None, help="bit-string length of parity (default 10)")
+    d.add_argument("--seq-len", type=int, default=None, help="bit-string length of parity (default 8)")
     d.add_argument("--data-root", default=None, help="folder with a local torchvision copy")
     m = p.add_argument_group("model")
     m.add_argument("--model", default="mlp", choices=sorted(MODELS))

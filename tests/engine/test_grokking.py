@@ -40,3 +40,12 @@ def test_grokking_run_records_weight_norm_sharpness_and_snapshots():
     snaps, steps = res.trajectory
     assert steps.tolist() == [0, 2, 4] and "embed.weight" in snaps
     assert set(grokking_summary(res.history)) >= {"train_saturated_step", "test_jump_step"}
+
+
+def test_token_datasets_and_token_models_go_together():
+    from landscape_core.training import TrainConfig
+
+    with pytest.raises(ValueError, match="dataset 'parity' has token inputs: choose model transformer, lstm, gru; got 'mlp'"):
+        TrainConfig(dataset={"name": "parity"}, model="mlp")
+    with pytest.raises(ValueError, match="model 'lstm' needs a token dataset .*got 'digits'"):
+        TrainConfig(dataset={"name": "digits"}, model="lstm")
