@@ -153,6 +153,10 @@ def test_parameter_subset_is_the_matching_block():
         op = curvature_operator(kind, lf, names=names)
         assert op.dim == 5 * 3 + 3
         assert torch.allclose(op.dense(), ref, **TOL)
+    for kind in OPERATOR_KINDS:  # every kind: the subset operator is the block of the full one
+        full = curvature_operator(kind, lf, seed=3).dense()
+        block = curvature_operator(kind, lf, names=names, seed=3).dense()
+        assert torch.allclose(block, full[-18:, -18:], **TOL)  # names are the last 18 entries
 
 
 def test_exact_fisher_equals_the_expectation_over_model_labels_and_the_ggn():
