@@ -51,6 +51,7 @@ class TrainConfig:
         optimizer: one of ``sgd, adam, adamw, sam, asam, sam-adam``.
         lr: learning rate (> 0). momentum, nesterov: SGD momentum. weight_decay: L2 / decoupled.
         rho, adaptive: SAM radius and ASAM switch.
+        beta2: second-moment decay of the Adam family (0.999 default; 0.98 for long full-batch runs).
         batch_size: mini-batch size, 1..n_train (checked against the data in :func:`train`).
         epochs: passes over the training set.
         schedule: ``constant``, ``step`` (x0.1 at 50% and 75%) or ``cosine``, applied per step.
@@ -81,6 +82,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     rho: float = 0.05
     adaptive: bool = False
+    beta2: float = 0.999
     batch_size: int = 64
     epochs: int = 10
     schedule: str = "constant"
@@ -122,6 +124,7 @@ class TrainConfig:
             ("momentum", 0.0 <= self.momentum < 1.0),
             ("weight_decay", 0.0 <= self.weight_decay < math.inf),
             ("rho", 0.0 <= self.rho < math.inf),
+            ("beta2", 0.0 <= self.beta2 < 1.0),
             ("width", self.width >= 1),
             ("depth", self.depth >= 0),
             ("channels", self.channels >= 1),
@@ -138,7 +141,7 @@ class TrainConfig:
             "lr": "> 0", "momentum": "in [0, 1)", "weight_decay": ">= 0", "rho": ">= 0", "width": ">= 1",
             "depth": ">= 0", "channels": ">= 1", "batch_size": ">= 1", "epochs": ">= 1",
             "snapshots": "0 or >= 2", "sharpness_every": ">= 0", "sharpness_samples": ">= 1",
-            "max_grad_evals": ">= 2", "heads": ">= 1", "eval_every": ">= 1",
+            "max_grad_evals": ">= 2", "heads": ">= 1", "eval_every": ">= 1", "beta2": "in [0, 1)",
         }
         for name, ok in checks:
             if not ok:
@@ -321,7 +324,7 @@ def train(
     model = build_model(spec, seed=cfg.init_seed).to(device)
     opt = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                          nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, rho=cfg.rho,
-                         adaptive=cfg.adaptive)
+                         adaptive=cfg.adaptive, beta2=cfg.beta2)
     per_step = 2 if (isinstance(opt, SAM) and opt.perturbs) else 1
     n_used = n  # train-mode BatchNorm cannot normalise a batch of one: drop such a last example
     if has_batchnorm(model):

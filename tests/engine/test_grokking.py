@@ -49,3 +49,21 @@ def test_token_datasets_and_token_models_go_together():
         TrainConfig(dataset={"name": "parity"}, model="mlp")
     with pytest.raises(ValueError, match="model 'lstm' needs a token dataset .*got 'digits'"):
         TrainConfig(dataset={"name": "digits"}, model="lstm")
+
+
+def test_beta2_reaches_the_adam_family_and_is_validated():
+    import torch
+
+    from landscape_core.optimizers import make_optimizer
+    from landscape_core.training import TrainConfig
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    for name in ("adam", "adamw", "sam-adam"):
+        opt = make_optimizer(name, p, lr=1e-3, beta2=0.98)
+        group = getattr(opt, "base_optimizer", opt).param_groups[0]
+        assert group["betas"] == (0.9, 0.98)
+    assert make_optimizer("adamw", p, lr=1e-3).param_groups[0]["betas"] == (0.9, 0.999)
+    with pytest.raises(ValueError, match="beta2 must be in \\[0, 1\\), got 1.0"):
+        make_optimizer("adam", p, lr=1e-3, beta2=1.0)
+    with pytest.raises(ValueError, match="beta2 must be in \\[0, 1\\), got 1.5"):
+        TrainConfig(beta2=1.5)
