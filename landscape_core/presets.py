@@ -276,10 +276,14 @@ def run_preset(
 
 
 #: The grokking lab (Power et al. 2022; Nanda et al. 2023): a 1-block Transformer on ``a + b mod p`` with
-#: full-batch AdamW and strong weight decay. Train accuracy saturates within ~100 steps; test accuracy
-#: stays near chance-level memorisation for a long plateau while weight decay shrinks the weight norm,
-#: then jumps. ``modulus``, ``train_fraction``, ``width``, ``lr`` and ``weight_decay`` were chosen to grok
-#: within minutes on a 2-core CPU (see :func:`grokking_config`).
+#: full-batch AdamW and strong weight decay. Measured here (seed 0, one CPU thread, ~105 s for 2000
+#: steps): train accuracy >= 0.99 at step 100; test accuracy sits at ~0.5 (the share of test pairs
+#: answered right by memorisation-level features) while the weight norm falls from 57 to ~22, then
+#: passes 0.95 at step 1060. After saturation the train loss spikes every ~150 steps (train accuracy
+#: briefly drops, sometimes below 0.1): the "slingshot" of Adam near zero loss (Thilak et al. 2022), and
+#: here the test jump follows such spikes: with a cosine schedule (spikes gone after ~800 steps) or
+#: without LayerNorm (no spikes) test accuracy stayed ~0.5 for 2000 steps; ``beta2=0.98`` did not
+#: remove them. A run can therefore end on a spike: read the curves, not just the final numbers.
 GROKKING: dict[str, Any] = {
     "modulus": 47, "train_fraction": 0.5, "width": 64, "heads": 4, "depth": 1, "lr": 3e-3, "weight_decay": 1.0,
     "epochs": 2000, "eval_every": 10, "snapshots": 40, "sharpness_every": 100, "sharpness_samples": 256,
