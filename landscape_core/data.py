@@ -22,7 +22,13 @@ from torch import Tensor
 
 SYNTHETIC = ("moons", "circles", "spirals")
 TORCHVISION = ("mnist", "fashion_mnist", "cifar10")
-DATASETS = ("digits", *SYNTHETIC, *TORCHVISION)
+#: Token-sequence tasks (int64 inputs; models need ``DataBundle.vocab_size``) and generated 1-D signals.
+SEQUENCE_TASKS = ("modular_addition", "parity")
+SIGNALS = ("mnist1d",)
+DATASETS = ("digits", *SYNTHETIC, *TORCHVISION, *SIGNALS, *SEQUENCE_TASKS)
+#: Defaults of the task-only spec fields (``None`` in the spec means "not this task" and is not stored).
+DEFAULT_MODULUS = 97
+DEFAULT_SEQ_LEN = 8
 
 
 class DataError(RuntimeError):
@@ -40,7 +46,10 @@ class DatasetSpec:
         test_size: cap on test examples.
         n_samples: total examples generated for synthetic sets.
         noise: noise level of synthetic sets.
-        test_fraction: held-out fraction for digits and synthetic sets (stratified).
+        test_fraction: held-out fraction for digits and synthetic sets (stratified); for modular
+            addition the share of the ``p^2`` pairs held out (train fraction = 1 - test_fraction).
+        modulus: ``p`` of modular addition (default 97; only stored for that task).
+        seq_len: bit-string length of parity (default 8; only stored for that task).
         root: folder with a local torchvision copy (default ``$LANDSCAPE_DATA`` or ``./data``).
     """
 
@@ -52,10 +61,13 @@ class DatasetSpec:
     noise: float = 0.1
     test_fraction: float = 0.25
     root: str | None = field(default=None, compare=False)
+    modulus: int | None = None
+    seq_len: int | None = None
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
             raise ValueError(f"unknown dataset {self.name!r}; choose from {', '.join(DATASETS)}")
+        self._task_fields()
         for k in ("train_size", "test_size"):
             v = getattr(self, k)
             if v is not None and v < 1:
@@ -67,9 +79,25 @@ class DatasetSpec:
         if not 0.05 <= self.test_fraction <= 0.9:
             raise ValueError(f"test_fraction must be in [0.05, 0.9], got {self.test_fraction}")
 
+    def _task_fields(self) -> None:
+        """Fill / check ``modulus`` and ``seq_len``: set (default) for their task, ``None`` elsewhere."""
+        for key, task, default, lo, hi in (("modulus", "modular_addition", DEFAULT_MODULUS, 2, 1000),
+                                           ("seq_len", "parity", DEFAULT_SEQ_LEN, 2, 30)):
+            v = getattr(self, key)
+            if self.name != task:
+                object.__setattr__(self, key, None)
+                continue
+            v = default if v is None else v
+            if not (isinstance(v, int) and lo <= v <= hi):
+                raise ValueError(f"{key} must be an integer in [{lo}, {hi}], got {v!r}")
+            object.__setattr__(self, key, v)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("root")
+        for k in ("modulus", "seq_len"):  # task-only fields: absent from other specs (stored runs unchanged)
+            if d[k] is None:
+                d.pop(k)
         return d
 
     @classmethod
@@ -89,6 +117,7 @@ class DataBundle:
     input_shape: tuple[int, ...]
     num_classes: int
     class_names: tuple[str, ...] = ()
+    vocab_size: int | None = None  # token tasks: inputs are int64 ids in [0, vocab_size)
 
 
 def _stratified_split(X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int):
@@ -262,6 +291,26 @@ def _load_torchvision(spec: DatasetSpec) -> DataBundle:
     return DataBundle(spec, (Xtr, ytr), (Xte, yte), tuple(Xtr.shape[1:]), 10, classes)
 
 
+def _load_task(spec: DatasetSpec) -> DataBundle:
+    """MNIST-1D (cached under the data root) and the embedded sequence tasks (``landscape_core.tasks``)."""
+    from . import tasks
+
+    if spec.name == "mnist1d":
+        Xtr, ytr, Xte, yte = tasks.mnist1d(data_root(spec) / "mnist1d")
+        k, vocab = 10, None
+    elif spec.name == "modular_addition":
+        assert spec.modulus is not None
+        Xtr, ytr, Xte, yte = tasks.modular_addition(spec.modulus, 1.0 - spec.test_fraction, spec.seed)
+        k, vocab = spec.modulus, spec.modulus + 1
+    else:
+        assert spec.seq_len is not None
+        Xtr, ytr, Xte, yte = tasks.parity(spec.seq_len, spec.n_samples, spec.test_fraction, spec.seed)
+        k, vocab = 2, 2
+    train = _cap(Xtr, ytr, spec.train_size, spec.seed)
+    test = _cap(Xte, yte, spec.test_size, spec.seed + 1)
+    return DataBundle(spec, train, test, tuple(Xtr.shape[1:]), k, tuple(str(i) for i in range(k)), vocab)
+
+
 @functools.lru_cache(maxsize=16)
 def _load_cached(spec_json: str, root: str | None) -> DataBundle:
     spec = DatasetSpec(**json.loads(spec_json), root=root)
@@ -269,6 +318,8 @@ def _load_cached(spec_json: str, root: str | None) -> DataBundle:
         return _load_digits(spec)
     if spec.name in SYNTHETIC:
         return _load_synthetic(spec)
+    if spec.name in SIGNALS or spec.name in SEQUENCE_TASKS:
+        return _load_task(spec)
     return _load_torchvision(spec)
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .seqmodels import GRUClassifier, LSTMClassifier, SignalCNN, TinyTransformer
+
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -177,6 +179,10 @@ class ResNet20(nn.Module):
 
 
 MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": SmallCNN, "resnet20": ResNet20}
+# sequence and signal models (landscape_core.seqmodels): token models take a ``vocab_size`` kwarg
+MODELS.update({"transformer": TinyTransformer, "lstm": LSTMClassifier, "gru": GRUClassifier, "cnn1d": SignalCNN})
+#: Registry names whose inputs are int64 token ids (their spec needs the dataset's ``vocab_size``).
+TOKEN_MODELS = ("transformer", "lstm", "gru")
 
 
 def model_spec(name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> dict:

@@ -21,9 +21,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .data import DatasetSpec, load_dataset
+from .data import SEQUENCE_TASKS, DataBundle, DatasetSpec, load_dataset
 from .functional import LossFunction
-from .models import MODELS, build_model, has_batchnorm, model_spec
+from .models import MODELS, TOKEN_MODELS, build_model, has_batchnorm, model_spec
 from .optimizers import ADAM_FAMILY, OPTIMIZERS, SCHEDULES, is_sam, make_optimizer, make_schedule
 from .params import detached_buffers, detached_params, model_hash
 from .runs import save_run, unique_run_path, validate_run_name
@@ -41,14 +41,17 @@ class TrainConfig:
 
     Attributes:
         dataset: a :class:`DatasetSpec` dict (``{"name": "digits", ...}``); normalised on creation.
-        model: registry name (``mlp``, ``cnn``, ``resnet20``).
-        width, depth: MLP hidden width and number of hidden layers (``64, 2`` = 64-64-C).
+        model: registry name (``mlp``, ``cnn``, ``resnet20``, ``cnn1d``, ``transformer``, ``lstm``, ``gru``).
+        width, depth: MLP hidden width and number of hidden layers (``64, 2`` = 64-64-C); the
+            Transformer's width and blocks; the LSTM / GRU hidden size and layers.
+        heads: Transformer attention heads (must divide ``width``).
         activation: hidden activation (``relu``, ``tanh``, ...), MLP and CNN.
         batchnorm: BatchNorm after each hidden layer (MLP, CNN; ResNet-20 always has it).
         channels: CNN base channels (also ResNet-20's base width).
         optimizer: one of ``sgd, adam, adamw, sam, asam, sam-adam``.
         lr: learning rate (> 0). momentum, nesterov: SGD momentum. weight_decay: L2 / decoupled.
         rho, adaptive: SAM radius and ASAM switch.
+        beta2: second-moment decay of the Adam family (0.999 default; 0.98 for long full-batch runs).
         batch_size: mini-batch size, 1..n_train (checked against the data in :func:`train`).
         epochs: passes over the training set.
         schedule: ``constant``, ``step`` (x0.1 at 50% and 75%) or ``cosine``, applied per step.
@@ -58,6 +61,8 @@ class TrainConfig:
             training examples.
         max_grad_evals: stop once this many gradient evaluations are spent (equal-compute budgets;
             SAM spends 2 per step).
+        eval_every: evaluate (train / test loss and accuracy, weight norm: one history row) every k
+            epochs and after the last; 1 = every epoch. Long full-batch runs (grokking) use k > 1.
         save_if_cancelled: save the partial run when training is cancelled.
         device: ``cpu`` or ``cuda``.
     """
@@ -69,6 +74,7 @@ class TrainConfig:
     activation: str = "relu"
     batchnorm: bool = False
     channels: int = 16
+    heads: int = 4
     optimizer: str = "sgd"
     lr: float = 0.05
     momentum: float = 0.9
@@ -76,6 +82,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     rho: float = 0.05
     adaptive: bool = False
+    beta2: float = 0.999
     batch_size: int = 64
     epochs: int = 10
     schedule: str = "constant"
@@ -85,6 +92,7 @@ class TrainConfig:
     sharpness_every: int = 0
     sharpness_samples: int = 256
     max_grad_evals: int | None = None
+    eval_every: int = 1
     save_if_cancelled: bool = False
     device: str = "cpu"
 
@@ -101,6 +109,12 @@ class TrainConfig:
             object.__setattr__(self, "init_seed", self.seed)
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(sorted(MODELS))}")
+        tokens = self.dataset["name"] in SEQUENCE_TASKS
+        if tokens != (self.model in TOKEN_MODELS):
+            raise ValueError(
+                f"dataset {self.dataset['name']!r} has token inputs: choose model {', '.join(TOKEN_MODELS)}; got "
+                f"{self.model!r}" if tokens else
+                f"model {self.model!r} needs a token dataset ({', '.join(SEQUENCE_TASKS)}), got {self.dataset['name']!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -110,9 +124,12 @@ class TrainConfig:
             ("momentum", 0.0 <= self.momentum < 1.0),
             ("weight_decay", 0.0 <= self.weight_decay < math.inf),
             ("rho", 0.0 <= self.rho < math.inf),
+            ("beta2", 0.0 <= self.beta2 < 1.0),
             ("width", self.width >= 1),
             ("depth", self.depth >= 0),
             ("channels", self.channels >= 1),
+            ("heads", self.heads >= 1),
+            ("eval_every", self.eval_every >= 1),
             ("batch_size", self.batch_size >= 1),
             ("epochs", self.epochs >= 1),
             ("snapshots", self.snapshots == 0 or self.snapshots >= 2),
@@ -124,7 +141,7 @@ class TrainConfig:
             "lr": "> 0", "momentum": "in [0, 1)", "weight_decay": ">= 0", "rho": ">= 0", "width": ">= 1",
             "depth": ">= 0", "channels": ">= 1", "batch_size": ">= 1", "epochs": ">= 1",
             "snapshots": "0 or >= 2", "sharpness_every": ">= 0", "sharpness_samples": ">= 1",
-            "max_grad_evals": ">= 2",
+            "max_grad_evals": ">= 2", "heads": ">= 1", "eval_every": ">= 1", "beta2": "in [0, 1)",
         }
         for name, ok in checks:
             if not ok:
@@ -143,12 +160,22 @@ class TrainConfig:
         """2 for SAM-type optimizers with rho > 0 (ascent + descent pass), else 1."""
         return 2 if (is_sam(self.optimizer) and self.rho > 0) else 1
 
-    def model_kwargs(self) -> dict:
+    def model_kwargs(self, bundle: DataBundle | None = None) -> dict:
+        """Registry kwargs of the model (token models also take ``bundle.vocab_size``)."""
         if self.model == "mlp":
             return {"width": self.width, "depth": self.depth, "activation": self.activation,
                     "batchnorm": self.batchnorm}
-        if self.model == "cnn":
+        if self.model in ("cnn", "cnn1d"):
             return {"channels": self.channels, "activation": self.activation, "batchnorm": self.batchnorm}
+        if self.model in TOKEN_MODELS:
+            vocab = None if bundle is None else bundle.vocab_size
+            if bundle is not None and vocab is None:
+                raise ValueError(f"model {self.model!r} needs a token dataset (modular_addition, parity), "
+                                 f"got {self.dataset['name']!r}")
+            kw: dict[str, Any] = {"width": self.width, "depth": self.depth}
+            if self.model == "transformer":
+                kw["heads"] = self.heads
+            return kw if vocab is None else {**kw, "vocab_size": vocab}
         return {"width": self.channels}
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -230,6 +257,12 @@ def training_step(
     return loss, passes
 
 
+def weight_norm(model: nn.Module) -> float:
+    """``||theta||_2`` over all parameters (buffers excluded), in float64: what weight decay shrinks."""
+    with torch.no_grad():
+        return math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in model.parameters()))
+
+
 def _check_finite(loss: float, step: int, cfg: TrainConfig) -> None:
     if not math.isfinite(loss):
         raise ValueError(f"training diverged at step {step} (loss={loss}) with lr={cfg.lr}: lower the learning rate")
@@ -287,11 +320,11 @@ def train(
     n = len(ytr)
     if cfg.batch_size > n:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the {n} training examples")
-    spec = model_spec(cfg.model, bundle.input_shape, bundle.num_classes, **cfg.model_kwargs())
+    spec = model_spec(cfg.model, bundle.input_shape, bundle.num_classes, **cfg.model_kwargs(bundle))
     model = build_model(spec, seed=cfg.init_seed).to(device)
     opt = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                          nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, rho=cfg.rho,
-                         adaptive=cfg.adaptive)
+                         adaptive=cfg.adaptive, beta2=cfg.beta2)
     per_step = 2 if (isinstance(opt, SAM) and opt.perturbs) else 1
     n_used = n  # train-mode BatchNorm cannot normalise a batch of one: drop such a last example
     if has_batchnorm(model):
@@ -338,6 +371,7 @@ def train(
     step, grad_evals, cancelled = 0, 0, False
     t_start = time.perf_counter()
     train_seconds = 0.0
+    epochs_run = 0
 
     def report(epoch: int, message: str, event: str) -> None:
         if progress is not None:
@@ -374,12 +408,15 @@ def train(
         model.eval()
         seconds = time.perf_counter() - t0
         train_seconds += seconds
+        epochs_run += 1
         if cancelled and step == 0:
             break
+        if epoch % cfg.eval_every and not (cancelled or step >= total_steps or epoch == epochs):
+            continue  # evaluated every eval_every epochs (and at the end) only
         metrics = evaluate()
         _check_finite(metrics["train_loss"], step, cfg)
         row = {"epoch": epoch, **metrics, "lr": opt.param_groups[0]["lr"], "seconds": seconds,
-               "grad_evals": grad_evals, "step": step}
+               "grad_evals": grad_evals, "step": step, "weight_norm": weight_norm(model)}
         if tracker is not None:
             row["sharpness"] = latest_sharp
         history.append(row)
@@ -408,7 +445,7 @@ def train(
         "history": history,
         "final": final,
         "timings": {"total_seconds": total_seconds,
-                    "seconds_per_epoch": train_seconds / max(len(history), 1)},
+                    "seconds_per_epoch": train_seconds / max(epochs_run, 1)},
         "grad_evals": grad_evals,
         "steps": step,
         "total_steps": total_steps,

@@ -25,6 +25,11 @@ def add_training_flags(p: argparse.ArgumentParser, *, optimizer: bool = True) ->
     d.add_argument("--noise", type=float, default=0.1, help="noise of synthetic sets (moons, circles, spirals)")
     d.add_argument("--n-samples", type=int, default=1000, help="examples generated for synthetic sets")
     d.add_argument("--data-seed", type=int, default=0, help="train/test split seed")
+    d.add_argument("--test-fraction", type=float, default=None,
+                   help="held-out share (digits, synthetic, parity: default 0.25; modular_addition: the share of "
+                        "the p^2 pairs held out, default 0.25, i.e. train fraction 0.75)")
+    d.add_argument("--modulus", type=int, default=None, help="p of modular_addition (default 97)")
+    d.add_argument("--seq-len", type=int, default=None, help="bit-string length of parity (default 8)")
     d.add_argument("--data-root", default=None, help="folder with a local torchvision copy")
     m = p.add_argument_group("model")
     m.add_argument("--model", default="mlp", choices=sorted(MODELS))
@@ -32,7 +37,9 @@ def add_training_flags(p: argparse.ArgumentParser, *, optimizer: bool = True) ->
     m.add_argument("--depth", type=int, default=2, help="MLP hidden layers (--width 64 --depth 2 = 64-64-10)")
     m.add_argument("--activation", default="relu", choices=sorted(ACTIVATIONS))
     m.add_argument("--batchnorm", action="store_true", help="BatchNorm after hidden layers (MLP, CNN)")
-    m.add_argument("--channels", type=int, default=16, help="CNN / ResNet-20 base channels")
+    m.add_argument("--channels", type=int, default=16, help="CNN / ResNet-20 / cnn1d base channels")
+    m.add_argument("--heads", type=int, default=4, help="Transformer attention heads (--width: model width, "
+                                                         "--depth: blocks; LSTM/GRU: hidden size and layers)")
     o = p.add_argument_group("optimization")
     if optimizer:
         o.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS)
@@ -43,7 +50,10 @@ def add_training_flags(p: argparse.ArgumentParser, *, optimizer: bool = True) ->
     o.add_argument("--weight-decay", type=float, default=0.0)
     o.add_argument("--rho", type=float, default=0.05, help="SAM neighbourhood radius")
     o.add_argument("--adaptive", action="store_true", help="ASAM (adaptive SAM)")
+    o.add_argument("--beta2", type=float, default=0.999, help="Adam-family second-moment decay (0.98: fewer loss "
+                                                             "spikes in long full-batch runs)")
     o.add_argument("--batch-size", type=int, default=64)
+    o.add_argument("--full-batch", action="store_true", help="batch size = all training examples (overrides --batch-size)")
     o.add_argument("--epochs", type=int, default=10)
     o.add_argument("--schedule", default="constant", choices=SCHEDULES)
     o.add_argument("--seed", type=int, default=0, help="data order (and init) seed")
@@ -53,6 +63,8 @@ def add_training_flags(p: argparse.ArgumentParser, *, optimizer: bool = True) ->
     r.add_argument("--snapshots", type=int, default=12, help="trajectory snapshots (0 = none)")
     r.add_argument("--sharpness-every", type=int, default=0, help="lambda_max every k steps (0 = off)")
     r.add_argument("--sharpness-samples", type=int, default=256)
+    r.add_argument("--eval-every", type=int, default=1,
+                   help="evaluate train/test accuracy and weight norm every k epochs (1 = every epoch)")
     r.add_argument("--workspace", default=None, help="workspace folder (default $LANDSCAPE_WORKSPACE or ./workspace)")
     r.add_argument("--name", default=None, help="run name")
     add_device_flag(p)
@@ -75,15 +87,21 @@ def config_from_args(args: argparse.Namespace, optimizer: str | None = None):
     opt = optimizer or getattr(args, "optimizer", "sgd")
     if args.data_root:  # run specs never store machine paths; the loader reads this variable
         os.environ["LANDSCAPE_DATA"] = args.data_root
+    extra = {} if args.test_fraction is None else {"test_fraction": args.test_fraction}
     ds = DatasetSpec(name=args.dataset, seed=args.data_seed, train_size=args.train_size, test_size=args.test_size,
-                     n_samples=args.n_samples, noise=args.noise)
+                     n_samples=args.n_samples, noise=args.noise, modulus=args.modulus, seq_len=args.seq_len, **extra)
+    batch_size = args.batch_size
+    if getattr(args, "full_batch", False):
+        from ..data import load_dataset
+
+        batch_size = len(load_dataset(ds).train[1])
     return TrainConfig(
         dataset=ds.to_dict(), model=args.model, width=args.width, depth=args.depth, activation=args.activation,
-        batchnorm=args.batchnorm, channels=args.channels, optimizer=opt, lr=default_lr(opt, args.lr),
+        batchnorm=args.batchnorm, channels=args.channels, heads=args.heads, optimizer=opt, lr=default_lr(opt, args.lr),
         momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay, rho=args.rho,
-        adaptive=args.adaptive, batch_size=args.batch_size, epochs=args.epochs, schedule=args.schedule,
+        adaptive=args.adaptive, beta2=args.beta2, batch_size=batch_size, epochs=args.epochs, schedule=args.schedule,
         seed=args.seed, init_seed=args.init_seed, snapshots=args.snapshots, sharpness_every=args.sharpness_every,
-        sharpness_samples=args.sharpness_samples, max_grad_evals=args.max_grad_evals,
+        sharpness_samples=args.sharpness_samples, max_grad_evals=args.max_grad_evals, eval_every=args.eval_every,
         device=resolve_device(args.device),
     )
 
