@@ -75,10 +75,10 @@ def one_row(width: int, n: int, grid: int, rows: int | None) -> dict:
     from pyhessian.utils import hessian_vector_product
 
     from landscape_core.directions import random_plane
+    from landscape_core.evaluator import evaluate_points
     from landscape_core.functional import LossFunction
     from landscape_core.hessian import hessian_operator
     from landscape_core.lanczos import lanczos
-    from landscape_core.surface import evaluate_points
 
     model = _model(width)
     X, y = _data(n)

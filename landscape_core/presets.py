@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ProgressFn = Callable[[float, str], None]
+from .progress import ProgressFn
 
 #: Shared model and data settings: the shipped demo architecture (MLP 64-64-64, tanh) on digits.
 BASE: dict[str, Any] = {"model": "mlp", "width": 64, "depth": 3, "activation": "tanh", "batch_size": 64,
@@ -211,7 +211,7 @@ def run_preset(
     """
     from .runs import RunError, load_run, read_meta
     from .sweep import measure_run
-    from .training import train
+    from .training import TrainConfig, train
 
     entries = preset_configs(name, budget=budget, epochs=epochs, dataset=dataset)
     out = Path(out_dir)
@@ -230,7 +230,9 @@ def run_preset(
         run = None
         if folder.is_dir():
             try:
-                if read_meta(folder).get("config") == cfg.to_dict():
+                old = read_meta(folder).get("config")
+                # through from_dict: a run saved before a config field existed compares with its default
+                if isinstance(old, dict) and TrainConfig.from_dict(old).to_dict() == cfg.to_dict():
                     run = load_run(folder)
             except RunError:
                 run = None

@@ -14,11 +14,12 @@ _FLAG = {  # TrainConfig field -> train CLI flag
     "weight_decay": "--weight-decay", "rho": "--rho", "batch_size": "--batch-size", "epochs": "--epochs",
     "schedule": "--schedule", "seed": "--seed", "init_seed": "--init-seed", "max_grad_evals": "--max-grad-evals",
     "snapshots": "--snapshots", "sharpness_every": "--sharpness-every", "sharpness_samples": "--sharpness-samples",
-    "device": "--device",
+    "device": "--device", "heads": "--heads", "beta2": "--beta2", "eval_every": "--eval-every",
 }
 _BOOL_FLAG = {"batchnorm": "--batchnorm", "nesterov": "--nesterov", "adaptive": "--adaptive"}
 _DATA_FLAG = {"name": "--dataset", "seed": "--data-seed", "train_size": "--train-size", "test_size": "--test-size",
-              "n_samples": "--n-samples", "noise": "--noise"}
+              "n_samples": "--n-samples", "noise": "--noise", "modulus": "--modulus", "seq_len": "--seq-len",
+              "test_fraction": "--test-fraction"}
 
 
 def retrain_command(meta: Mapping[str, Any]) -> str:

@@ -28,8 +28,10 @@ from .optimizers import ADAM_FAMILY, OPTIMIZERS, SCHEDULES, is_sam, make_optimiz
 from .params import detached_buffers, detached_params, model_hash
 from .runs import save_run, unique_run_path, validate_run_name
 from .sam import SAM, bn_stats_frozen
+from .sharpness import SharpnessTracker
 
-ProgressFn = Callable[[dict], None]
+#: per-epoch training callback: receives a dict (epoch, step, fraction, losses, accuracies, ...)
+EpochCallback = Callable[[dict], None]
 Budget = Literal["steps", "grad-evals"]
 _EVAL_BATCH = 1024
 _PROGRESS_EVERY = 20
@@ -152,10 +154,6 @@ class TrainConfig:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 
     @property
-    def dataset_spec(self) -> DatasetSpec:
-        return DatasetSpec.from_dict(self.dataset)
-
-    @property
     def grad_evals_per_step(self) -> int:
         """2 for SAM-type optimizers with rho > 0 (ascent + descent pass), else 1."""
         return 2 if (is_sam(self.optimizer) and self.rho > 0) else 1
@@ -271,12 +269,6 @@ def _check_finite(loss: float, step: int, cfg: TrainConfig) -> None:
 def _sharpness_tracker(cfg: TrainConfig, X: Tensor, y: Tensor):
     if cfg.sharpness_every <= 0:
         return None
-    try:
-        from .sharpness import SharpnessTracker
-    except ImportError:
-        raise ValueError(
-            f"sharpness_every={cfg.sharpness_every} needs landscape_core.sharpness, which is not available"
-        ) from None
     return SharpnessTracker(X, y, every=cfg.sharpness_every, lr=cfg.lr, optimizer=cfg.optimizer,
                             momentum=cfg.momentum, seed=cfg.seed, samples=cfg.sharpness_samples)
 
@@ -284,7 +276,7 @@ def _sharpness_tracker(cfg: TrainConfig, X: Tensor, y: Tensor):
 def train(
     cfg: TrainConfig,
     *,
-    progress: ProgressFn | None = None,
+    progress: EpochCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     out_dir: str | Path | None = None,
     name: str | None = None,
@@ -485,7 +477,7 @@ def compare(
     *,
     budget: Budget = "steps",
     out_dir: str | Path | None = None,
-    progress: ProgressFn | None = None,
+    progress: EpochCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     name_prefix: str | None = None,
 ) -> list[TrainResult]:

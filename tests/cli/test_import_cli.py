@@ -83,7 +83,7 @@ def test_import_run_zip_keeps_its_own_spec_and_dataset(tmp_path, capsys):
     [
         (["--model", "mlp", "--model-arg", "width=32"], "shape mismatch"),
         (["--model", "resnet20"], "do not fit resnet20"),
-        (["--model", "transformer"], "unknown model 'transformer'"),
+        (["--model", "vit"], "unknown model 'vit'"),
         ([*MLP_ARGS, "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
         ([*MLP_ARGS, "--name", "../escape"], "invalid run name"),
         ([*MLP_ARGS, "--max-mb", "0.001"], "over the upload limit"),

@@ -139,10 +139,10 @@ def test_filter_normalised_direction_covers_embeddings_and_layernorm():
     ("lstm", {"name": "parity", "seq_len": 5, "n_samples": 32}, "adamw"),
 ])
 def test_train_surface_and_trajectory_on_sequence_tasks(tmp_path, model, dataset, opt):
+    from landscape_core.analyses.surface import compute_surface
+    from landscape_core.analyses.trajectory import project_trajectory
     from landscape_core.runs import load_run
-    from landscape_core.surface import compute_surface
     from landscape_core.training import TrainConfig, train
-    from landscape_core.trajectory import project_trajectory
 
     cfg = TrainConfig(dataset=dataset, model=model, width=8, depth=1, heads=2, optimizer=opt,
                       lr=0.01, weight_decay=0.1, batch_size=8, epochs=3, snapshots=4, sharpness_every=2,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 import torch
 
@@ -148,7 +145,7 @@ def test_step_schedule_recorded_in_history():
     assert lrs[0] == pytest.approx(0.1) and lrs[1] == pytest.approx(0.01) and lrs[2] == pytest.approx(0.001)
 
 
-def test_sharpness_hook_records_and_missing_module_is_a_clear_error(monkeypatch):
+def test_sharpness_hook_records(monkeypatch):
     calls = []
 
     class FakeTracker:
@@ -160,18 +157,14 @@ def test_sharpness_hook_records_and_missing_module_is_a_clear_error(monkeypatch)
             calls.append(step)
             return {"step": step, "lambda_max": float(step)} if step % self.every == 0 else None
 
-    fake = types.ModuleType("landscape_core.sharpness")
-    fake.SharpnessTracker = FakeTracker
-    monkeypatch.setitem(sys.modules, "landscape_core.sharpness", fake)
+    import landscape_core.training as training_module
+
+    monkeypatch.setattr(training_module, "SharpnessTracker", FakeTracker)
     res = train(_cfg(epochs=2, sharpness_every=3, sharpness_samples=16))
     total = res.meta["steps"]
     assert calls == list(range(1, total + 1))
     assert [r["step"] for r in res.meta["sharpness"]] == list(range(3, total + 1, 3))
     assert res.history[-1]["sharpness"] == float(max(range(3, total + 1, 3)))
-
-    monkeypatch.setitem(sys.modules, "landscape_core.sharpness", None)  # import fails
-    with pytest.raises(ValueError, match="sharpness_every=3"):
-        train(_cfg(sharpness_every=3))
 
 
 def test_batchnorm_stats_updated_once_per_sam_step():
