@@ -38,6 +38,9 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "training": ("TrainConfig", "TrainResult", "train", "compare"),
     # curvature: operators and estimators (estimators take an operator, never a model)
     "operators": ("LinearOperator", "ParameterOperator", "DenseOperator", "DiagonalOperator", "as_operator"),
+    "ggn": ("ggn_operator", "GGNOperator"),
+    "fisher": ("fisher_operator", "mc_fisher_operator", "empirical_fisher_operator"),
+    "curvature_operators": ("curvature_operator", "OPERATOR_KINDS"),
     "hessian": ("hessian_operator", "HessianOperator", "check_deterministic"),
     # (the function ``lanczos`` is exported as ``lanczos_eigs``: the submodule shares its name)
     "lanczos": ("lanczos_eigs", "EigenResult", "condition_number"),

@@ -21,8 +21,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..curvature_operators import OPERATOR_KINDS, curvature_operator
 from ..density import slq_density
-from ..exact import exact_spectrum
+from ..exact import MAX_EXACT_PARAMS, exact_spectrum
 from ..functional import LossFunction
 from ..hessian import hessian_operator, parameter_groups
 from ..lanczos import condition_number, lanczos
@@ -121,6 +122,8 @@ def analyze_hessian(
     tol: float = 1e-6,
     max_iter: int | None = None,
     mode: str = "auto",
+    operator: str = "hessian",
+    mc_samples: int = 10,
     progress: ProgressFn | None = None,
     device: str = "cpu",
 ) -> CurvatureResult:
@@ -137,6 +140,11 @@ def analyze_hessian(
             in ``matvecs``). Without it the condition summary still gets a free upper bound on the smallest
             eigenvalue: the smallest Ritz value of the top-k Krylov space (``ritz_min_upper_bound``).
         exact: dense float64 spectrum too (small models only, <= 5000 parameters).
+        operator: the curvature matrix: ``"hessian"`` (default), ``"ggn"`` (generalised Gauss-Newton
+            ``J^T H_out J``), ``"fisher"`` (exact in the model's output distribution), ``"fisher-mc"``
+            (``mc_samples`` sampled labels per example, seeded by ``seed``) or ``"empirical-fisher"``
+            (mean of per-example gradient outer products). Every estimator below runs on any of them.
+        mc_samples: labels per example of ``"fisher-mc"`` (1 is heavy-tailed on a fitted model).
         progress: ``(fraction, message)`` callback.
 
     Raises:
@@ -150,7 +158,15 @@ def analyze_hessian(
     if not (isinstance(trace_probes, int) and trace_probes >= 1):
         raise ValueError(f"trace_probes must be a positive integer, got {trace_probes!r}")
     lf = loss_function(run_or_lossfn, samples=samples, split=split, seed=seed, device=device)
-    op = hessian_operator(lf, mode=mode)  # type: ignore[arg-type]
+    if operator not in OPERATOR_KINDS:
+        raise ValueError(f"unknown curvature operator {operator!r}; choose from {', '.join(OPERATOR_KINDS)}")
+
+    def make_op(names: list[str] | None = None, check: bool = True) -> Any:
+        if operator == "hessian":
+            return hessian_operator(lf, names=names, mode=mode, check=check)  # type: ignore[arg-type]
+        return curvature_operator(operator, lf, names=names, seed=seed, mc_samples=mc_samples, check=check)
+
+    op = make_op()
     n = op.dim
     if not (isinstance(top_k, int) and 1 <= top_k <= n):
         raise ValueError(f"top_k must be between 1 and the number of parameters {n}, got {top_k}")
@@ -199,7 +215,7 @@ def analyze_hessian(
         step("per-layer blocks")
         layers = []
         for name, group in parameter_groups(op.names):
-            bop = hessian_operator(lf, names=group, mode=mode, check=False)  # type: ignore[arg-type]
+            bop = make_op(group, check=False)
             b = lanczos(bop, 1, which="largest", tol=max(tol, 1e-5), max_iter=max_iter, seed=seed)
             t = _trace(bop, trace_probes, trace_method, seed)
             layers.append({
@@ -213,7 +229,7 @@ def analyze_hessian(
     exact_eigs = None
     if exact:
         step("exact spectrum (dense float64)")
-        exact_eigs = timed("exact", lambda: exact_spectrum(lf)[::-1].tolist())
+        exact_eigs = timed("exact", lambda: _exact_eigenvalues(lf, operator, seed, mc_samples))
     if exact_eigs is not None:
         cond = {"source": "exact", **condition_number(exact_eigs)}
     elif dens is not None:
@@ -239,10 +255,11 @@ def analyze_hessian(
         "top_k": top_k, "trace_probes": trace_probes, "trace_method": trace_method,
         "density_probes": density_probes if density else None, "lanczos_steps": lanczos_steps if density else None,
         "samples": samples if not isinstance(run_or_lossfn, LossFunction) else lf.n, "examples": lf.n,
-        "split": split, "seed": seed, "tol": tol, "value_tol": tol, "hvp_mode": op.mode, "device": str(lf.device),
+        "split": split, "seed": seed, "tol": tol, "value_tol": tol, "hvp_mode": getattr(op, "mode", None), "device": str(lf.device),
+        "operator": operator,
         "smallest": smallest,
     }
-    breakdown = {"seconds": seconds, "matvecs": matvecs, "hvp_mode": op.mode,
+    breakdown = {"seconds": seconds, "matvecs": matvecs, "hvp_mode": getattr(op, "mode", None),
                  "graph_MiB": float(getattr(op, "graph_bytes", 0) or 0) / 2**20,
                  "graph_build_s": float(getattr(op, "setup_seconds", 0.0) or 0.0)}
     return CurvatureResult(
@@ -260,6 +277,17 @@ def analyze_hessian(
         settings=settings,
         breakdown=breakdown,
     )
+
+
+def _exact_eigenvalues(lf: LossFunction, operator: str, seed: int, mc_samples: int) -> list[float]:
+    """Dense float64 spectrum of the curvature matrix, descending (small models only)."""
+    if operator == "hessian":
+        return exact_spectrum(lf)[::-1].tolist()
+    n = sum(v.numel() for v in lf.params0.values())
+    if n > MAX_EXACT_PARAMS:
+        raise ValueError(f"exact spectrum needs at most {MAX_EXACT_PARAMS} parameters, the model has {n}")
+    A = curvature_operator(operator, lf, dtype=torch.float64, seed=seed, mc_samples=mc_samples).dense()
+    return torch.linalg.eigvalsh(0.5 * (A + A.T)).flip(0).tolist()
 
 
 def planned_hvps(

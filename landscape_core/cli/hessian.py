@@ -34,6 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--density-probes", type=positive_int, default=4)
     p.add_argument("--lanczos-steps", type=positive_int, default=60, help="Lanczos steps per density probe")
     p.add_argument("--per-layer", action="store_true", help="top eigenvalue and trace of each layer's block")
+    p.add_argument("--operator", choices=["hessian", "ggn", "fisher", "fisher-mc", "empirical-fisher"],
+                   default="hessian", help="curvature matrix: Hessian, generalised Gauss-Newton, Fisher (exact or "
+                                           "Monte-Carlo) or empirical Fisher")
+    p.add_argument("--mc-samples", type=positive_int, default=10, help="sampled labels per example (fisher-mc)")
     p.add_argument("--smallest", action="store_true",
                    help="also the smallest eigenvalue and the condition number (a second Lanczos run; its HVPs "
                         "count in matvecs)")
@@ -64,12 +68,14 @@ def run_hessian(args: argparse.Namespace) -> dict:
     r = analyze_hessian(
         run, top_k=args.top_k, trace=args.trace, trace_probes=args.trace_probes, trace_method=args.trace_method,
         density=args.density, density_probes=args.density_probes, lanczos_steps=args.lanczos_steps,
-        per_layer=args.per_layer, smallest=args.smallest, exact=args.exact, samples=args.samples, split=args.split, seed=args.seed,
+        per_layer=args.per_layer, smallest=args.smallest, operator=args.operator,
+        mc_samples=args.mc_samples, exact=args.exact, samples=args.samples, split=args.split, seed=args.seed,
         tol=args.tol, progress=progress, device=device,
     )
     d = r.to_dict()
     out = {
         "run": run.name,
+        "operator": args.operator,
         "eigenvalues": d["eigenvalues"],
         "residuals": d["residuals"],
         "converged": d["converged"],
