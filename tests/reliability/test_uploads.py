@@ -213,7 +213,7 @@ def _zip(entries: dict[str, bytes], *, method=zipfile.ZIP_DEFLATED) -> bytes:
 
 
 def test_zip_bomb_is_refused_before_extraction(tmp_path, workspace, tiny_run, monkeypatch):
-    import landscape_core.uploads as up
+    import landscape_core.upload_zip as up
 
     bomb = _zip({"run.json": (tiny_run / "run.json").read_bytes(), "model.safetensors": bytes(64 * 2**20)})
     assert len(bomb) < 200_000  # 64 MB of zeros compress ~1000x
