@@ -305,3 +305,14 @@ def test_page_refusals_are_one_red_line_and_write_nothing(app_test, empty_checkp
     assert match in msg and "\n" not in msg.strip() and "Traceback" not in msg, msg
     assert [p.name for p in workspace_dir.iterdir()] == []  # no run, no temp folder
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_runs_page_lists_the_import_with_its_file_and_format(app_test, empty_checkpoints, tiny_run, workspace_dir):
+    m = _seeded(sequential_mlp, 0)
+    out = process_upload("model_best.th", _pt(torch.nn.DataParallel(m).state_dict()))
+    assert out.ok, out.message
+    at = app_test("pages/3_Runs.py").run()
+    assert not at.exception
+    df = at.dataframe[0].value
+    origin = dict(zip(df.index, df["origin"]))
+    assert origin == {"tiny-sgd": "trained", "model_best": "imported model_best.th (pt)"}
