@@ -31,8 +31,9 @@ ACCEPTED_TYPES = ["zip", "safetensors", "pt", "pth", "th", "bin", "ckpt", "onnx"
 DATA_TYPES = ["npz", "csv"]
 ACTIVATIONS = ["relu", "tanh", "gelu"]
 AUTO_DATASET = "fits the model (automatic)"
-ANALYSES = (("Curvature", "pages/6_Curvature.py", "🌀"), ("Loss surface", "pages/5_Loss_surface.py", "🏔️"),
-            ("Flatness and noise", "pages/9_Flatness_and_noise.py", "📏"))
+ANALYSES = (("Curvature", "pages/6_Curvature.py", ":material/blur_circular:"),
+            ("Loss surface", "pages/5_Loss_surface.py", ":material/landscape:"),
+            ("Flatness and noise", "pages/9_Flatness_and_noise.py", ":material/straighten:"))
 _KIND_WORDS = {"run_zip": "an exported run", "safetensors": "a safetensors state dict",
                "pt": "a PyTorch state dict (torch.save, read weights-only)", "onnx": "an ONNX model graph"}
 
@@ -213,7 +214,8 @@ def import_block(filename: str, data: bytes, s: ProbeSettings) -> None:
     if out.ok:
         set_active_run(out.path)
         st.session_state["probe_last"] = out.path
-        st.success(out.message)
+        st.session_state["probe_ok"] = out.message
+        st.rerun()  # the sidebar was drawn before the import: draw it again with the new active run
     else:
         st.session_state.pop("probe_last", None)
         show_error(out.message)
@@ -229,6 +231,9 @@ def _open(path: str, page: str) -> None:
 
 def report_view() -> None:
     """What the last import detected, and buttons that open the analysis pages on it."""
+    ok = st.session_state.pop("probe_ok", None)
+    if ok:
+        st.success(ok)
     path = st.session_state.get("probe_last")
     if not path:
         return
