@@ -20,30 +20,16 @@ import torch
 from torch import Tensor, nn
 
 from .data import DatasetSpec, analysis_subset
-from .graph_import import (
-    GraphError,
-    onnx_module,
-    parse_onnx,
-)
+from .graph_import import GraphError, onnx_module, parse_onnx
 from .matching import Inferred, MappingRow, MatchError, fill_missing, infer_architecture, match_state_dict
 from .models import MODELS
-from .runs import (
-    STEPS_KEY,
-    TRAJ_FILE,
-)
-from .upload_files import (
-    EVAL_SAMPLES,
-    MAX_SPEC_LIST,
-    UploadError,
-    _names,
-)
-from .upload_tensors import (
-    _check_finite,
-)
+from .runs import STEPS_KEY, TRAJ_FILE
+from .upload_files import EVAL_SAMPLES, MAX_SPEC_LIST, UploadError, short_list
+from .upload_tensors import check_finite
 
 
 # --- architecture checks -----------------------------------------------------------------------
-def _normalise_spec(spec: Mapping[str, Any], input_shape: tuple[int, ...] | None, num_classes: int | None) -> dict:
+def normalise_spec(spec: Mapping[str, Any], input_shape: tuple[int, ...] | None, num_classes: int | None) -> dict:
     """``{"name", "kwargs"}`` with input_shape / num_classes filled from the dataset when absent."""
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise UploadError(f"model spec must be a dict with a 'name', got {spec!r}"[:200])
@@ -69,7 +55,8 @@ def _normalise_spec(spec: Mapping[str, Any], input_shape: tuple[int, ...] | None
     return {"name": name, "kwargs": kw}
 
 
-def _spec_str(spec: Mapping[str, Any]) -> str:
+def spec_str(spec: Mapping[str, Any]) -> str:
+    """A spec in words, e.g. ``mlp(width=16, depth=2)`` (input shape and classes left out)."""
     kw = {k: v for k, v in spec["kwargs"].items() if k not in ("input_shape", "num_classes")}
     return f"{spec['name']}({', '.join(f'{k}={v}' for k, v in kw.items())})"
 
@@ -81,9 +68,9 @@ def _reference_state(spec: Mapping[str, Any]) -> dict[str, Tensor]:
             model = MODELS[spec["name"]](**spec["kwargs"])
     except (TypeError, ValueError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UploadError(f"model spec {_spec_str(spec)} does not build: {msg}") from None
+        raise UploadError(f"model spec {spec_str(spec)} does not build: {msg}") from None
     except Exception as e:  # e.g. absurd sizes in a hostile run.json
-        raise UploadError(f"model spec {_spec_str(spec)} does not build ({type(e).__name__})") from None
+        raise UploadError(f"model spec {spec_str(spec)} does not build ({type(e).__name__})") from None
     return dict(model.state_dict())
 
 
@@ -104,36 +91,37 @@ def _match_state(state: Mapping[str, Tensor], spec: Mapping[str, Any]) -> dict[s
     ]
     problems = []
     if missing:
-        problems.append(f"missing keys {_names(missing)}")
+        problems.append(f"missing keys {short_list(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys {_names(unexpected)}")
+        problems.append(f"unexpected keys {short_list(unexpected)}")
     if shapes:
-        problems.append(f"shape mismatch {_names(shapes, 2)}")
+        problems.append(f"shape mismatch {short_list(shapes, 2)}")
     if dtypes and not shapes:
-        problems.append(f"dtype mismatch {_names(dtypes, 2)}")
+        problems.append(f"dtype mismatch {short_list(dtypes, 2)}")
     if problems:
-        raise UploadError(f"weights do not fit {_spec_str(spec)}: " + "; ".join(problems))
+        raise UploadError(f"weights do not fit {spec_str(spec)}: " + "; ".join(problems))
     return {k: state[k].to(ref[k].dtype) for k in ref}
 
 
-def _check_trajectory(traj: Mapping[str, Tensor], params: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+def check_trajectory(traj: Mapping[str, Tensor], params: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+    """Trajectory snapshots of a run zip checked against the weights: ``(snapshots, steps)``."""
     traj = dict(traj)
     steps = traj.pop(STEPS_KEY, None)
     if steps is None or steps.ndim != 1:
         raise UploadError(f"{TRAJ_FILE} has no 1-D {STEPS_KEY} tensor")
     unknown = [k for k in traj if k not in params]
     if unknown:
-        raise UploadError(f"{TRAJ_FILE} has snapshots of unknown tensors {_names(unknown)}")
+        raise UploadError(f"{TRAJ_FILE} has snapshots of unknown tensors {short_list(unknown)}")
     s = len(steps)
     bad = [k for k, v in traj.items() if tuple(v.shape) != (s, *params[k].shape)]
     if bad:
-        raise UploadError(f"{TRAJ_FILE}: snapshot shapes do not match the model ({_names(bad)})")
-    _check_finite(traj)
+        raise UploadError(f"{TRAJ_FILE}: snapshot shapes do not match the model ({short_list(bad)})")
+    check_finite(traj)
     return {k: v.to(params[k].dtype) for k, v in traj.items()}, steps.to(torch.int64)
 
 
 # --- dataset -----------------------------------------------------------------------------------
-def _dataset_spec(dataset: Mapping[str, Any] | str | None, meta_dataset: Any) -> DatasetSpec:
+def import_dataset_spec(dataset: Mapping[str, Any] | str | None, meta_dataset: Any) -> DatasetSpec:
     """The dataset an import is evaluated on; a bare name equal to the run's own keeps the run's full spec."""
     if isinstance(dataset, str) and isinstance(meta_dataset, Mapping) and meta_dataset.get("name") == dataset:
         dataset = None
@@ -151,7 +139,8 @@ def _dataset_spec(dataset: Mapping[str, Any] | str | None, meta_dataset: Any) ->
     raise UploadError(f"dataset must be a name or a spec dict, got {type(src).__name__}")
 
 
-def _evaluate(model: nn.Module, bundle) -> dict[str, float]:
+def evaluate_import(model: nn.Module, bundle) -> dict[str, float]:
+    """Loss and accuracy of the imported model on at most ``EVAL_SAMPLES`` examples per split, and the gaps."""
     from .functional import LossFunction
 
     out: dict[str, float] = {}
@@ -162,7 +151,6 @@ def _evaluate(model: nn.Module, bundle) -> dict[str, float]:
     out["gen_gap"] = out["test_loss"] - out["train_loss"]
     out["acc_gap"] = out["train_acc"] - out["test_acc"]
     return out
-
 
 
 def guess_model_spec(state: Mapping[str, Tensor]) -> tuple[dict | None, str | None]:
@@ -199,8 +187,7 @@ def guess_model_spec(state: Mapping[str, Tensor]) -> tuple[dict | None, str | No
         inf = infer_architecture(state)
     except MatchError:
         return None, None
-    return {"name": inf.name, "kwargs": dict(inf.kwargs)}, _embedded_default(_registry_plan(inf))
-
+    return {"name": inf.name, "kwargs": dict(inf.kwargs)}, embedded_default(registry_plan(inf))
 
 
 _EMBEDDED = {  # (flattened input size, classes) -> embedded dataset whose input fits
@@ -209,7 +196,8 @@ _EMBEDDED = {  # (flattened input size, classes) -> embedded dataset whose input
 _EMBEDDED_SHAPES = {"digits": (1, 8, 8), "moons": (2,), "spirals": (2,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
-def _onnx_model(buf: bytes) -> tuple[nn.Module, Any]:
+def load_onnx_upload(buf: bytes) -> tuple[nn.Module, Any]:
+    """An ONNX upload as ``(torch module, parsed proto)``; graph errors become :class:`UploadError`."""
     try:
         proto = parse_onnx(buf)
         return onnx_module(proto), proto
@@ -218,7 +206,7 @@ def _onnx_model(buf: bytes) -> tuple[nn.Module, Any]:
 
 
 @dataclass
-class _Plan:
+class ModelPlan:
     """How to build the model once the data's input shape is known."""
 
     name: str
@@ -228,7 +216,8 @@ class _Plan:
     notes: list[str]
 
 
-def _registry_plan(inf: Inferred) -> _Plan:
+def registry_plan(inf: Inferred) -> ModelPlan:
+    """A :class:`ModelPlan` for a registry architecture read off the weights (what input shapes it takes)."""
     def fits(shape: tuple[int, ...]) -> str | None:
         if inf.name == "mlp":
             return None if math.prod(shape) == inf.in_features else f"the model takes {inf.in_features} input features"
@@ -238,10 +227,11 @@ def _registry_plan(inf: Inferred) -> _Plan:
             return f"the model's head expects images of {4 * math.isqrt(inf.spatial or 0)}x{4 * math.isqrt(inf.spatial or 0)}"
         return None
 
-    return _Plan(inf.name, dict(inf.kwargs), inf.num_classes, fits, list(inf.notes))
+    return ModelPlan(inf.name, dict(inf.kwargs), inf.num_classes, fits, list(inf.notes))
 
 
-def _embedded_default(plan: _Plan) -> str | None:
+def embedded_default(plan: ModelPlan) -> str | None:
+    """The embedded dataset whose input shape and classes fit the plan, or ``None``."""
     for (size, k), name in _EMBEDDED.items():
         if (plan.num_classes is None or plan.num_classes == k) and plan.fits(_EMBEDDED_SHAPES[name]) is None:
             if size == math.prod(_EMBEDDED_SHAPES[name]):
@@ -249,13 +239,13 @@ def _embedded_default(plan: _Plan) -> str | None:
     return None
 
 
-
-def _first_line_of(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
+    """The informative line of an exception's message (torch puts it second), at most 200 characters."""
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
     return (lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__))[:200]
 
 
-def _probe_outputs(model: nn.Module, in_shape: tuple[int, ...]) -> int:
+def probe_outputs(model: nn.Module, in_shape: tuple[int, ...]) -> int:
     """Run the model on zero batches of 2 and 3 examples: outputs must be ``(batch, K)``; returns K."""
     ks = []
     for b in (2, 3):
@@ -264,7 +254,7 @@ def _probe_outputs(model: nn.Module, in_shape: tuple[int, ...]) -> int:
                 out = model(torch.zeros(b, *in_shape))
         except Exception as e:  # a foreign graph can fail in many ways
             raise UploadError(f"the model does not run on a batch of {b} inputs of shape {in_shape} "
-                              f"({type(e).__name__}: {_first_line_of(e)}); export it with a dynamic batch size") from None
+                              f"({type(e).__name__}: {first_line(e)}); export it with a dynamic batch size") from None
         if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != b:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise UploadError(f"the model's output on a batch of {b} is {got}; expected (batch, classes) logits")
@@ -272,7 +262,7 @@ def _probe_outputs(model: nn.Module, in_shape: tuple[int, ...]) -> int:
     return ks[0]
 
 
-def _fit_state(state: dict[str, Tensor], spec: dict) -> tuple[dict[str, Tensor], tuple[MappingRow, ...], bool, list[str]]:
+def fit_state(state: dict[str, Tensor], spec: dict) -> tuple[dict[str, Tensor], tuple[MappingRow, ...], bool, list[str]]:
     """Tensors under the model's keys, by name when the keys are the model's own, else structurally."""
     ref = _reference_state(spec)
     if set(state) == set(ref):
@@ -283,10 +273,9 @@ def _fit_state(state: dict[str, Tensor], spec: dict) -> tuple[dict[str, Tensor],
     except MatchError as e:
         if 2 * len(set(state) & set(ref)) >= len(state):  # mostly our own layout: name missing / added keys
             _match_state(state, spec)
-        raise UploadError(f"weights do not fit {_spec_str(spec)}: {e}") from None
+        raise UploadError(f"weights do not fit {spec_str(spec)}: {e}") from None
     bad = [r.file_key for r in res.rows if state[r.file_key].is_floating_point() != ref[r.model_key].is_floating_point()]
     if bad:
-        raise UploadError(f"weights do not fit {_spec_str(spec)}: dtype mismatch {bad[0]}")
+        raise UploadError(f"weights do not fit {spec_str(spec)}: dtype mismatch {bad[0]}")
     mapped = fill_missing(state, res)
     return {k: v.to(ref[k].dtype) for k, v in mapped.items()}, res.rows, True, list(res.notes)
-

@@ -13,19 +13,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .graph_import import (
-    EXPORT_HINT,
-    GRAPH_FILE,
-    looks_like_onnx,
-)
-from .runs import (
-    MODEL_FILE,
-    RUN_JSON,
-    TRAJ_FILE,
-)
-from .user_data import (
-    DATA_FILE,
-)
+from .graph_import import EXPORT_HINT, GRAPH_FILE, looks_like_onnx
+from .runs import MODEL_FILE, RUN_JSON, TRAJ_FILE
+from .user_data import DATA_FILE
 
 # --- limits ------------------------------------------------------------------------------------
 MAX_BYTES = 200 * 2**20  # default upload size limit (matches .streamlit/config.toml maxUploadSize)
@@ -44,15 +34,15 @@ ACCEPTED_KINDS = (
     "(torch.save, Hugging Face, Lightning), or an ONNX model graph (.onnx)"
 )
 RUN_ZIP_FILES = (RUN_JSON, MODEL_FILE, TRAJ_FILE, GRAPH_FILE, DATA_FILE)  # the last two: imported runs
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
-_PREFIXES = ("module.", "_orig_mod.", "model.")
-_PT2_MSG = (
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
+STRIP_PREFIXES = ("module.", "_orig_mod.", "model.")
+PT2_REFUSAL = (
     "this is a torch.export archive (.pt2): torch.export.load unpickles its weights without weights_only, "
     "which can run code, so it is refused; export the model as ONNX instead: " + EXPORT_HINT
 )
 
 
-_TORCHSCRIPT_MSG = (
+TORCHSCRIPT_REFUSAL = (
     "this is a TorchScript archive (torch.jit.save), which can run code; "
     "save a plain state dict instead: torch.save(model.state_dict(), 'weights.pt')"
 )
@@ -63,16 +53,18 @@ class UploadError(ValueError):
 
 
 # --- small helpers -----------------------------------------------------------------------------
-def _mb(n: int) -> str:
+def megabytes(n: int) -> str:
+    """``n`` bytes as ``'1.5 MB'``."""
     return f"{n / 2**20:.1f} MB"
 
 
-def _names(items: list[str], k: int = 3) -> str:
+def short_list(items: list[str], k: int = 3) -> str:
+    """The first ``k`` items joined by commas, with ``(+n more)`` when there are more."""
     shown = ", ".join(items[:k])
     return shown + (f" (+{len(items) - k} more)" if len(items) > k else "")
 
 
-def _read_input(data: Any, max_bytes: int) -> bytes:
+def read_input(data: Any, max_bytes: int) -> bytes:
     """Bytes of an upload given as bytes, a path, or a file-like (Streamlit's UploadedFile)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         buf = bytes(data)
@@ -85,7 +77,7 @@ def _read_input(data: Any, max_bytes: int) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise UploadError(f"{p} is not a regular file")
         if st.st_size > max_bytes:
-            raise UploadError(f"file is {_mb(st.st_size)}, over the upload limit of {_mb(max_bytes)}")
+            raise UploadError(f"file is {megabytes(st.st_size)}, over the upload limit of {megabytes(max_bytes)}")
         with open(p, "rb") as fh:
             buf = fh.read(max_bytes + 1)
     elif hasattr(data, "getvalue"):
@@ -95,13 +87,13 @@ def _read_input(data: Any, max_bytes: int) -> bytes:
     else:
         raise UploadError(f"upload data must be bytes or a file path, got {type(data).__name__}")
     if len(buf) > max_bytes:
-        raise UploadError(f"file is {_mb(len(buf))}, over the upload limit of {_mb(max_bytes)}")
+        raise UploadError(f"file is {megabytes(len(buf))}, over the upload limit of {megabytes(max_bytes)}")
     if len(buf) == 0:
         raise UploadError("file is empty")
     return buf
 
 
-def _sniff(buf: bytes, prefer_onnx: bool = False) -> str:
+def sniff(buf: bytes, prefer_onnx: bool = False) -> str:
     """What the bytes look like: ``zip``, ``safetensors``, ``pickle``, ``onnx`` or ``unknown``.
 
     ONNX (a protobuf starting with the ``ir_version`` field) and safetensors (a u64 header length) can
@@ -129,18 +121,18 @@ _LOOKS = {
 }
 
 
-def _classify(filename: str, buf: bytes) -> str:
+def classify(filename: str, buf: bytes) -> str:
     """``run_zip``, ``safetensors``, ``pt`` or ``onnx``: the content (magic number) decides, within the
     family the extension names (a mismatch is refused as a renamed or corrupt file)."""
     suffix = Path(str(filename)).suffix.lower()
     if suffix == ".pt2":
-        raise UploadError(_PT2_MSG)
+        raise UploadError(PT2_REFUSAL)
     if suffix not in ACCEPTED_SUFFIXES:
         raise UploadError(
             f"unsupported file type {suffix or '(no extension)'!r} for {Path(str(filename)).name!r}; "
             f"accepted: {ACCEPTED_KINDS}"
         )
-    looks = _sniff(buf, prefer_onnx=suffix == ".onnx")
+    looks = sniff(buf, prefer_onnx=suffix == ".onnx")
     want = {".zip": ("zip",), ".safetensors": ("safetensors",), ".onnx": ("onnx",),
             **{s: ("zip", "pickle") for s in TORCH_SUFFIXES}}
     if looks not in want[suffix]:
@@ -151,4 +143,3 @@ def _classify(filename: str, buf: bytes) -> str:
             f"(renamed or corrupt file?)"
         )
     return {".zip": "run_zip", ".safetensors": "safetensors", ".onnx": "onnx"}.get(suffix, "pt")
-

@@ -8,15 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .matching import MappingRow
-from .runs import (
-    RUN_JSON,
-    read_meta,
-)
-from .upload_files import (
-    UploadError,
-)
+from .runs import RUN_JSON, read_meta
+from .upload_files import UploadError
 
-_FORMAT_NAMES = {
+FORMAT_NAMES = {
     "run_zip": "run exported by the app (zip)",
     "safetensors": "safetensors state dict",
     "pt": "PyTorch state dict (torch.save, loaded weights-only)",
@@ -85,4 +80,3 @@ def import_report(run_path: str | os.PathLike) -> ImportReport:
     if not isinstance(meta.get("import"), dict):
         raise UploadError(f"run {run_path} was not imported (no import report in {RUN_JSON})")
     return ImportReport.from_dict({**meta["import"], "path": str(run_path), "name": meta.get("name", "")})
-

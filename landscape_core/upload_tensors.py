@@ -21,31 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .graph_import import (
-    GRAPH_FILE,
-)
-from .runs import (
-    MODEL_FILE,
-    RUN_JSON,
-    TRAJ_FILE,
-)
-from .upload_files import (
-    _PREFIXES,
-    _WRAPPER_KEYS,
-    UploadError,
-    _names,
-    _sniff,
-)
-from .upload_zip import (
-    _check_torch_zip,
-    _parse_meta,
-)
-from .user_data import (
-    DATA_FILE,
-    UserDataSpec,
-    arrays_sha256,
-    bundle_from_arrays,
-)
+from .graph_import import GRAPH_FILE
+from .runs import MODEL_FILE, RUN_JSON, TRAJ_FILE
+from .upload_files import STRIP_PREFIXES, WRAPPER_KEYS, UploadError, short_list, sniff
+from .upload_zip import check_torch_zip, parse_run_json
+from .user_data import DATA_FILE, UserDataSpec, arrays_sha256, bundle_from_arrays
 
 
 # --- loading tensors ---------------------------------------------------------------------------
@@ -75,7 +55,7 @@ def _unwrap_state_dict(obj: Any) -> tuple[dict[str, Tensor], str | None]:
         raise UploadError(f"the checkpoint holds a {type(obj).__name__}, not a state dict (name -> tensor)")
     if obj and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
         return dict(obj), None
-    for key in _WRAPPER_KEYS:
+    for key in WRAPPER_KEYS:
         inner = obj.get(key)
         if isinstance(inner, Mapping) and inner and all(
             isinstance(k, str) and isinstance(v, Tensor) for k, v in inner.items()
@@ -85,14 +65,14 @@ def _unwrap_state_dict(obj: Any) -> tuple[dict[str, Tensor], str | None]:
         raise UploadError("the checkpoint holds an empty dict; no weights found")
     bad = [f"{k}={type(v).__name__}" for k, v in obj.items() if not isinstance(v, Tensor)]
     raise UploadError(
-        f"the checkpoint dict is not a state dict (non-tensor entries: {_names([str(b) for b in bad])}); "
+        f"the checkpoint dict is not a state dict (non-tensor entries: {short_list([str(b) for b in bad])}); "
         f"save model.state_dict()"
     )
 
 
 def _load_pt(buf: bytes, max_bytes: int) -> tuple[dict[str, Tensor], str | None]:
-    if _sniff(buf) == "zip":
-        _check_torch_zip(buf, max_bytes)
+    if sniff(buf) == "zip":
+        check_torch_zip(buf, max_bytes)
     try:
         obj = torch.load(io.BytesIO(buf), weights_only=True, map_location="cpu")
     except UploadError:
@@ -113,7 +93,7 @@ def _load_pt(buf: bytes, max_bytes: int) -> tuple[dict[str, Tensor], str | None]
     return _unwrap_state_dict(obj)
 
 
-def _clean_state(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str | None]:
+def clean_state(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str | None]:
     """Detached CPU dense tensors, with common ``module.``/``_orig_mod.``/``model.`` prefixes stripped."""
     out: dict[str, Tensor] = {}
     for k, v in state.items():
@@ -126,7 +106,7 @@ def _clean_state(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str | 
     changed = True
     while changed:  # e.g. "module._orig_mod." (DDP around torch.compile), "model." (Lightning attribute)
         changed = False
-        for prefix in _PREFIXES:
+        for prefix in STRIP_PREFIXES:
             if out and all(k.startswith(prefix) and len(k) > len(prefix) for k in out):
                 out = {k[len(prefix) :]: v for k, v in out.items()}
                 stripped = prefix if stripped is None else stripped + prefix
@@ -134,21 +114,21 @@ def _clean_state(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str | 
     return out, stripped
 
 
-def _check_finite(state: Mapping[str, Tensor]) -> None:
+def check_finite(state: Mapping[str, Tensor]) -> None:
+    """Refuse NaN / Inf in any floating-point tensor, naming the first few."""
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
-        raise UploadError(f"weights contain NaN or Inf values in {_names(bad)}")
+        raise UploadError(f"weights contain NaN or Inf values in {short_list(bad)}")
 
 
-
-def _load_state(kind: str, buf: bytes, max_bytes: int) -> tuple[dict[str, Tensor], str | None]:
+def load_state(kind: str, buf: bytes, max_bytes: int) -> tuple[dict[str, Tensor], str | None]:
+    """``(state dict, wrapper key)`` of a safetensors or ``torch.save`` upload (weights-only)."""
     if kind == "safetensors":
         return _load_safetensors(buf), None
     return _load_pt(buf, max_bytes)
 
 
-
-def _zip_user_data(ds: Mapping[str, Any], blob: bytes | None) -> tuple[Any, dict, bytes]:
+def zip_user_data(ds: Mapping[str, Any], blob: bytes | None) -> tuple[Any, dict, bytes]:
     """The own data of a re-uploaded run: ``data.npz`` read without pickle, hash-checked against run.json."""
     if blob is None:
         raise UploadError(f"run zip uses its own data but has no {DATA_FILE}")
@@ -165,15 +145,14 @@ def _zip_user_data(ds: Mapping[str, Any], blob: bytes | None) -> tuple[Any, dict
     return bundle_from_arrays(arrays, spec), spec.to_dict(), blob
 
 
-
-def _run_zip_contents(
+def run_zip_contents(
     blobs: Mapping[str, bytes],
 ) -> tuple[dict, dict[str, Tensor], dict[str, Tensor] | None, dict[str, bytes]]:
     """``(meta, weights, trajectory, extras)`` of a checked run zip's files; ``extras`` holds the raw bytes
     of an imported run's ``model.onnx`` / ``data.npz`` (checked later, like any upload of those kinds)."""
     from safetensors.torch import load
 
-    meta = _parse_meta(blobs[RUN_JSON])
+    meta = parse_run_json(blobs[RUN_JSON])
     state = _load_safetensors(blobs[MODEL_FILE])
     traj = None
     if TRAJ_FILE in blobs:

@@ -20,22 +20,18 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from .runs import (
-    FORMAT_VERSION,
-    MODEL_FILE,
-    RUN_JSON,
-)
+from .runs import FORMAT_VERSION, MODEL_FILE, RUN_JSON
 from .upload_files import (
-    _PT2_MSG,
-    _TORCHSCRIPT_MSG,
     MAX_PT_ZIP_ENTRIES,
     MAX_RATIO,
     MAX_RUN_JSON_BYTES,
     MAX_RUN_ZIP_ENTRIES,
+    PT2_REFUSAL,
     RATIO_MIN_BYTES,
     RUN_ZIP_FILES,
+    TORCHSCRIPT_REFUSAL,
     UploadError,
-    _mb,
+    megabytes,
 )
 
 
@@ -79,11 +75,11 @@ def _check_zip_sizes(zf: zipfile.ZipFile, *, max_entries: int, max_total: int, w
         if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
             ratio = info.file_size / max(info.compress_size, 1)
             raise UploadError(
-                f"zip entry {info.filename!r} expands {ratio:.0f}x ({_mb(info.file_size)}); "
+                f"zip entry {info.filename!r} expands {ratio:.0f}x ({megabytes(info.file_size)}); "
                 f"compression ratios above {MAX_RATIO:.0f}x are refused (zip bomb?)"
             )
     if total > max_total:
-        raise UploadError(f"{what} would expand to {_mb(total)}, over the limit of {_mb(max_total)}")
+        raise UploadError(f"{what} would expand to {megabytes(total)}, over the limit of {megabytes(max_total)}")
     return infos
 
 
@@ -91,10 +87,10 @@ def _run_zip_entries(zf: zipfile.ZipFile, max_bytes: int) -> dict[str, zipfile.Z
     """Validate an exported-run zip and map each known file name to its entry."""
     parts = [PurePosixPath(n).parts for n in zf.namelist()]
     if any(p and p[-1] == "archive_format" for p in parts):
-        raise UploadError(_PT2_MSG)
+        raise UploadError(PT2_REFUSAL)
     if any(p and p[-1] == "data.pkl" for p in parts):
         if any("constants.pkl" in p or "code" in p[:-1] for p in parts):
-            raise UploadError(_TORCHSCRIPT_MSG)
+            raise UploadError(TORCHSCRIPT_REFUSAL)
         raise UploadError("this zip is a PyTorch checkpoint (torch.save), not a run export; upload it as .pt")
     infos = _check_zip_sizes(zf, max_entries=MAX_RUN_ZIP_ENTRIES, max_total=2 * max_bytes, what="run zip")
     files: dict[str, zipfile.ZipInfo] = {}
@@ -119,7 +115,7 @@ def _run_zip_entries(zf: zipfile.ZipFile, max_bytes: int) -> dict[str, zipfile.Z
         if required not in files:
             raise UploadError(f"run zip has no {required}; export a run with the app (Runs page) and upload that")
     if files[RUN_JSON].file_size > MAX_RUN_JSON_BYTES:
-        raise UploadError(f"{RUN_JSON} in the zip is {_mb(files[RUN_JSON].file_size)}; too large")
+        raise UploadError(f"{RUN_JSON} in the zip is {megabytes(files[RUN_JSON].file_size)}; too large")
     return files
 
 
@@ -145,7 +141,7 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest_dir: Path, 
     return dest
 
 
-def _check_torch_zip(buf: bytes, max_bytes: int) -> None:
+def check_torch_zip(buf: bytes, max_bytes: int) -> None:
     """Refuse TorchScript archives and zip bombs hidden in a ``torch.save`` zip, before loading."""
     zf = _open_zip(buf, "checkpoint")
     with zf:
@@ -155,17 +151,17 @@ def _check_torch_zip(buf: bytes, max_bytes: int) -> None:
             _check_entry_name(n)
         parts = [PurePosixPath(n).parts for n in names]
         if any("constants.pkl" in p or "code" in p[:-1] for p in parts):
-            raise UploadError(_TORCHSCRIPT_MSG)
+            raise UploadError(TORCHSCRIPT_REFUSAL)
         if any(p[-1] == "archive_format" for p in parts):
-            raise UploadError(_PT2_MSG)
+            raise UploadError(PT2_REFUSAL)
         if not any(p[-1] == "data.pkl" for p in parts):
             if any(p[-1] in RUN_ZIP_FILES for p in parts):
                 raise UploadError("this looks like a run zip exported by the app; upload it with a .zip extension")
             raise UploadError("zip file is not a PyTorch checkpoint (no data.pkl record)")
 
 
-
-def _parse_meta(raw: bytes) -> dict:
+def parse_run_json(raw: bytes) -> dict:
+    """A run zip's ``run.json``: valid JSON object, our format version, a model spec; else :class:`UploadError`."""
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -181,8 +177,7 @@ def _parse_meta(raw: bytes) -> dict:
     return meta
 
 
-
-def _read_run_zip_blobs(buf: bytes, max_bytes: int) -> dict[str, bytes]:
+def read_run_zip(buf: bytes, max_bytes: int) -> dict[str, bytes]:
     """The known files of a checked run zip as bytes, entries read in memory with hard caps (no disk)."""
     zf = _open_zip(buf, "run zip")
     with zf:
@@ -200,7 +195,7 @@ def _read_run_zip_blobs(buf: bytes, max_bytes: int) -> dict[str, bytes]:
     return blobs
 
 
-def _extract_run_zip(buf: bytes, ws: Path, max_bytes: int) -> dict[str, bytes]:
+def extract_run_zip(buf: bytes, ws: Path, max_bytes: int) -> dict[str, bytes]:
     """Check a run zip, stream its known files into a hidden temp folder in the workspace, return their bytes.
 
     The temp folder is removed before returning, whatever happens.

@@ -38,29 +38,21 @@ from .graph_import import (
 from .matching import MappingRow, MatchError, infer_architecture
 from .models import MODELS
 from .params import weights_hash
-from .runs import (
-    RUN_JSON,
-    RunError,
-    read_meta,
-    save_run,
-    unique_run_path,
-    validate_run_name,
-    workspace_dir,
-)
+from .runs import RUN_JSON, RunError, read_meta, save_run, unique_run_path, validate_run_name, workspace_dir
 from .upload_arch import (
-    _check_trajectory,
-    _dataset_spec,
-    _embedded_default,
-    _evaluate,
-    _first_line_of,
-    _fit_state,
-    _normalise_spec,
-    _onnx_model,
-    _Plan,
-    _probe_outputs,
-    _registry_plan,
-    _spec_str,
+    ModelPlan,
+    check_trajectory,
+    embedded_default,
+    evaluate_import,
+    first_line,
+    fit_state,
     guess_model_spec,
+    import_dataset_spec,
+    load_onnx_upload,
+    normalise_spec,
+    probe_outputs,
+    registry_plan,
+    spec_str,
 )
 from .upload_files import (
     ACCEPTED_KINDS,
@@ -68,21 +60,12 @@ from .upload_files import (
     EVAL_SAMPLES,
     MAX_BYTES,
     UploadError,
-    _classify,
-    _read_input,
+    classify,
+    read_input,
 )
-from .upload_report import _FORMAT_NAMES, ImportReport, import_report
-from .upload_tensors import (
-    _check_finite,
-    _clean_state,
-    _load_state,
-    _run_zip_contents,
-    _zip_user_data,
-)
-from .upload_zip import (
-    _extract_run_zip,
-    _read_run_zip_blobs,
-)
+from .upload_report import FORMAT_NAMES, ImportReport, import_report
+from .upload_tensors import check_finite, clean_state, load_state, run_zip_contents, zip_user_data
+from .upload_zip import extract_run_zip, read_run_zip
 from .user_data import (
     DATA_FILE,
     USER_DATA,
@@ -105,7 +88,6 @@ def _safe_stem(filename: str) -> str:
     return stem or "upload"
 
 
-
 def inspect_upload(filename: str, data: Any, *, max_bytes: int = MAX_BYTES) -> dict:
     """Describe an upload without importing it: kind, tensors, and a guessed model spec.
 
@@ -117,16 +99,16 @@ def inspect_upload(filename: str, data: Any, *, max_bytes: int = MAX_BYTES) -> d
     after conversion. Raises :class:`UploadError` for anything :func:`import_upload` would refuse on
     format grounds.
     """
-    buf = _read_input(data, max_bytes)
-    kind = _classify(filename, buf)
+    buf = read_input(data, max_bytes)
+    kind = classify(filename, buf)
     meta, wrapper = None, None
     if kind == "run_zip":
-        meta, state, _, _ = _run_zip_contents(_read_run_zip_blobs(buf, max_bytes))
+        meta, state, _, _ = run_zip_contents(read_run_zip(buf, max_bytes))
     elif kind == "onnx":
-        state = dict(_onnx_model(buf)[0].state_dict())
+        state = dict(load_onnx_upload(buf)[0].state_dict())
     else:
-        state, wrapper = _load_state(kind, buf, max_bytes)
-    state, stripped = _clean_state(state)
+        state, wrapper = load_state(kind, buf, max_bytes)
+    state, stripped = clean_state(state)
     if meta:
         guess, ds = meta.get("model"), meta.get("dataset", {}).get("name")
     elif kind == "onnx":
@@ -147,7 +129,6 @@ def inspect_upload(filename: str, data: Any, *, max_bytes: int = MAX_BYTES) -> d
         "guessed_dataset": ds,
         "meta": meta,
     }
-
 
 
 def import_checkpoint(
@@ -204,12 +185,12 @@ def import_checkpoint(
             validate_run_name(name)
         except ValueError as e:
             raise UploadError(str(e)) from None
-    buf = _read_input(data, max_bytes)
-    kind = _classify(filename, buf)
+    buf = read_input(data, max_bytes)
+    kind = classify(filename, buf)
     if model_def is not None:
         if kind not in ("pt", "safetensors"):
             raise UploadError("a model definition (--model-def) goes with a state dict (.pt/.safetensors...), "
-                              f"not with {_FORMAT_NAMES[kind]}")
+                              f"not with {FORMAT_NAMES[kind]}")
         try:
             def_path, _ = parse_model_def(model_def)
         except GraphError as e:
@@ -235,7 +216,7 @@ def import_checkpoint(
     module: nn.Module | None = None
     zip_extras: dict[str, bytes] = {}
     if kind == "run_zip":
-        meta_in, state, traj, zip_extras = _run_zip_contents(_extract_run_zip(buf, ws, max_bytes))
+        meta_in, state, traj, zip_extras = run_zip_contents(extract_run_zip(buf, ws, max_bytes))
         if model_spec is None and meta_in["model"].get("name") == ONNX_MODEL:  # an imported graph run, re-uploaded
             graph_bytes = zip_extras.get(GRAPH_FILE)
             if graph_bytes is None:
@@ -243,25 +224,25 @@ def import_checkpoint(
             want = (meta_in["model"].get("kwargs") or {}).get("sha256")
             if want != hashlib.sha256(graph_bytes).hexdigest():
                 raise UploadError(f"{GRAPH_FILE} in the zip does not match the SHA-256 in {RUN_JSON}")
-            module, proto = _onnx_model(graph_bytes)
+            module, proto = load_onnx_upload(graph_bytes)
     elif kind == "onnx":
-        module, proto = _onnx_model(buf)
+        module, proto = load_onnx_upload(buf)
         graph_bytes = buf
         state = {k: v.detach() for k, v in module.state_dict().items()}
     else:
-        state, wrapper = _load_state(kind, buf, max_bytes)
-    state, stripped = _clean_state(state)
+        state, wrapper = load_state(kind, buf, max_bytes)
+    state, stripped = clean_state(state)
     if not state:
         raise UploadError("the file holds no tensors")
-    _check_finite(state)
-    fmt = _FORMAT_NAMES[kind]
+    check_finite(state)
+    fmt = FORMAT_NAMES[kind]
     if wrapper:
         fmt += f", weights under {wrapper!r}" + (" (Lightning checkpoint)" if wrapper == "state_dict" else "")
     if stripped:
         fmt += f", prefix {stripped!r} stripped"
 
     # ---- what the model needs from the data
-    plan: _Plan | None = None
+    plan: ModelPlan | None = None
     spec: dict | None = None
     if kind == "run_zip":
         spec_src = model_spec if model_spec is not None else meta_in.get("model")
@@ -276,22 +257,22 @@ def import_checkpoint(
             ok = len(shape) == len(dims) and all(d is None or d == s for d, s in zip(dims, shape))
             return None if ok else f"the graph's input is {tuple('?' if d is None else d for d in dims)}"
 
-        plan = _Plan(ONNX_MODEL, {}, k_out, onnx_fits, [f"ONNX opset {max(o.version for o in proto.opset_import)}, "
+        plan = ModelPlan(ONNX_MODEL, {}, k_out, onnx_fits, [f"ONNX opset {max(o.version for o in proto.opset_import)}, "
                                                         f"{len(proto.graph.node)} nodes"])
         spec_src = None
     elif model_def is not None:
         spec_src = None
-        plan = _Plan(MODEL_DEF, dict(model_args or {}), None, lambda shape: None,
+        plan = ModelPlan(MODEL_DEF, dict(model_args or {}), None, lambda shape: None,
                      [f"model definition {model_def} (trusted local code)"])
     else:
         spec_src = model_spec
         if spec_src is None:
             if require_spec:
                 guess, _ = guess_model_spec(state)
-                hint = f"; the shapes suggest {_spec_str(_normalise_spec(guess, None, None))}" if guess else ""
+                hint = f"; the shapes suggest {spec_str(normalise_spec(guess, None, None))}" if guess else ""
                 raise UploadError(f"a bare state dict needs an architecture: choose a model (name and settings){hint}")
             try:
-                plan = _registry_plan(infer_architecture(state, activation=activation))
+                plan = registry_plan(infer_architecture(state, activation=activation))
             except MatchError as e:
                 raise UploadError(f"no registry architecture matches: {e}") from None
 
@@ -303,13 +284,13 @@ def import_checkpoint(
     ud_shape = tuple(int(s) for s in ud.X.shape[1:]) if ud is not None else None
     zip_ds = meta_in.get("dataset") if meta_in else None
     if ud is None and dataset is None and isinstance(zip_ds, dict) and zip_ds.get("name") == USER_DATA:
-        bundle, ds_meta, blob = _zip_user_data(zip_ds, zip_extras.get(DATA_FILE))
+        bundle, ds_meta, blob = zip_user_data(zip_ds, zip_extras.get(DATA_FILE))
         extra_files[DATA_FILE] = blob
         in_shape, classes = tuple(bundle.input_shape), bundle.num_classes
         data_desc = f"the run's own data {UserDataSpec.from_dict(ds_meta).describe()}"
     elif ud is None:
         if dataset is None and meta_in is None and plan is not None:
-            dataset = _embedded_default(plan)
+            dataset = embedded_default(plan)
             if dataset is None:
                 raise UploadError(
                     "no embedded dataset fits this model's input; give your own data "
@@ -320,7 +301,7 @@ def import_checkpoint(
             dataset = "digits"
         if dataset is None and model_def is not None:
             raise UploadError("a model definition needs data to know the input: give --data FILE or --dataset NAME")
-        ds_spec = _dataset_spec(dataset, meta_in.get("dataset") if meta_in else None)
+        ds_spec = import_dataset_spec(dataset, meta_in.get("dataset") if meta_in else None)
         try:
             bundle = load_dataset(ds_spec)
         except DataError as e:
@@ -353,17 +334,17 @@ def import_checkpoint(
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            raise UploadError(f"weights do not fit the run's {GRAPH_FILE}: {_first_line_of(e)}") from None
+            raise UploadError(f"weights do not fit the run's {GRAPH_FILE}: {first_line(e)}") from None
         if in_shape is None:
             raise UploadError("the run's dataset is not available")
-        k = _probe_outputs(module, in_shape)
+        k = probe_outputs(module, in_shape)
         spec = {"name": ONNX_MODEL, "kwargs": {"input_shape": list(in_shape), "num_classes": k,
                                                 "file": GRAPH_FILE, "sha256": hashlib.sha256(graph_bytes).hexdigest()}}
         model = module.eval()
         mapping = tuple(MappingRow(k_, k_, tuple(v.shape)) for k_, v in model.named_parameters())
     elif kind == "onnx":
         assert module is not None
-        k = _probe_outputs(module, in_shape)
+        k = probe_outputs(module, in_shape)
         spec = {"name": ONNX_MODEL, "kwargs": {"input_shape": list(in_shape), "num_classes": k,
                                                 "file": GRAPH_FILE, "sha256": hashlib.sha256(buf).hexdigest()}}
         model = module
@@ -378,8 +359,8 @@ def import_checkpoint(
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            raise UploadError(f"weights do not fit {cls_name}: {_first_line_of(e)}") from None
-        k = _probe_outputs(model, in_shape)
+            raise UploadError(f"weights do not fit {cls_name}: {first_line(e)}") from None
+        k = probe_outputs(model, in_shape)
         spec = {"name": MODEL_DEF, "kwargs": plan.kwargs,
                 "def": {"path": str(path_def.resolve()), "class": cls_name, "sha256": file_sha256(path_def)},
                 "input_shape": list(in_shape), "num_classes": k}
@@ -396,7 +377,7 @@ def import_checkpoint(
                     classes = infer_architecture(state).num_classes
                 except MatchError:
                     classes = int(max(ud.y.max(), ud.y_test.max() if ud.y_test is not None else 0)) + 1
-            spec = _normalise_spec(spec_src, in_shape, classes)
+            spec = normalise_spec(spec_src, in_shape, classes)
         if bundle is not None and ud is None:
             kw = spec["kwargs"]
             if tuple(kw.get("input_shape", ())) != in_shape or kw.get("num_classes") != classes:
@@ -407,10 +388,10 @@ def import_checkpoint(
         if meta_in is not None and isinstance(meta_in.get("weights_hash"), str):
             if weights_hash(state) != meta_in["weights_hash"]:
                 raise UploadError(f"weights do not match the hash stored in {RUN_JSON} (file changed or corrupt)")
-        state, mapping, renamed, more = _fit_state(state, spec)
+        state, mapping, renamed, more = fit_state(state, spec)
         notes += more
         if traj is not None:
-            traj = _check_trajectory(traj, state)
+            traj = check_trajectory(traj, state)
         with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the global RNG alone
             model = MODELS[spec["name"]](**spec["kwargs"])
         model.load_state_dict(state, strict=True)
@@ -447,7 +428,7 @@ def import_checkpoint(
     }
     metrics: dict[str, float] = {}
     if bundle is not None:
-        metrics = _evaluate(model, bundle)
+        metrics = evaluate_import(model, bundle)
         meta["final"] = {**metrics, "eval_samples": EVAL_SAMPLES}
     meta.setdefault("history", [])
     n_params = int(sum(p.numel() for p in model.parameters()))
@@ -475,14 +456,12 @@ def import_checkpoint(
     raise UploadError(f"could not find a free run name for {stem!r}")
 
 
-
 def import_upload(filename: str, data: bytes | str | os.PathLike | Any, *, workspace: str | os.PathLike | None = None,
                   model_spec: Mapping[str, Any] | None = None, dataset: Mapping[str, Any] | str | None = None,
                   name: str | None = None, max_bytes: int = MAX_BYTES, **kwargs: Any) -> Path:
     """:func:`import_checkpoint` returning only the new run folder's path (the Probe page's call)."""
     return Path(import_checkpoint(filename, data, workspace=workspace, model_spec=model_spec, dataset=dataset,
                                   name=name, max_bytes=max_bytes, **kwargs).path)
-
 
 
 __all__ = [
