@@ -1,12 +1,12 @@
-"""Probe a checkpoint: upload a run zip or a state dict, check it against an architecture, import it as a run."""
+"""Probe a checkpoint: upload weights in any accepted format, see what was detected, analyse it as a run."""
 
-import streamlit as st
+from ui.page import header
+from ui.upload_ui import checkpoint_widgets, import_block, report_view
 
-from ui.state import init_page
-from ui.upload_ui import render_probe_page
-
-init_page("Probe a checkpoint", icon="🔍")
-st.title("Probe a checkpoint")
-st.write("Bring your own weights: the checkpoint becomes a run in your workspace that every analysis page "
-         "can open. Files are checked before anything is loaded, and nothing in them is executed.")
-render_probe_page()
+header("probe", "Probe a checkpoint", icon="🔍",
+       caption="Bring your own weights: the checkpoint becomes a run in your workspace that every analysis page "
+               "can open. Files are checked before anything is loaded, and nothing in them is executed.")
+upload = checkpoint_widgets()  # (file name, bytes, ProbeSettings) or None
+if upload is not None:
+    import_block(*upload)
+report_view()

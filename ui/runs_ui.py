@@ -113,8 +113,10 @@ def render_runs_page() -> None:
     if not rows:
         st.info("No runs yet. Train one on the **Train** page or import a checkpoint on the **Probe checkpoint** page.")
         return
+    table = runs_table(rows).drop(columns=["path"])
+    table.insert(1, "origin", [_origin(r) for r in rows])  # imported runs: file and format
     st.dataframe(
-        runs_table(rows).drop(columns=["path"]),
+        table,
         width="stretch",
         column_config={
             "test_acc": st.column_config.NumberColumn("test acc", format="percent"),
@@ -136,3 +138,15 @@ def render_runs_page() -> None:
     st.subheader(row["name"])
     st.caption(f"`{row['path']}` · weights {row['weights_hash'][:12]}")
     _actions(row)
+
+
+def _origin(row: dict) -> str:
+    """``trained`` / ``shipped``, or ``imported <file> (<format>)`` for a checkpoint probed on the Probe page."""
+    try:
+        meta = _runs.read_meta(row["path"])
+    except (_runs.RunError, OSError, ValueError):
+        return ""
+    up = meta.get("upload") if isinstance(meta.get("upload"), dict) else None
+    if up is None:
+        return "shipped" if row["source"] != "workspace" else "trained"
+    return f"imported {up.get('filename', '?')} ({up.get('kind', '?')})"

@@ -45,7 +45,7 @@ def one_line_error(capsys, argv: list[str], match: str) -> str:
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"optimizer": "lion"}, "unknown optimizer 'lion'"),
-        ({"model": "transformer"}, "unknown model 'transformer'"),
+        ({"model": "vit"}, "unknown model 'vit'"),
         ({"dataset": {"name": "imagenet"}}, "unknown dataset 'imagenet'"),
         ({"schedule": "wavy"}, "unknown schedule 'wavy'"),
         ({"momentum": 1.5}, "momentum must be in [0, 1)"),

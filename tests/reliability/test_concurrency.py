@@ -135,12 +135,13 @@ def test_cached_run_is_shared_and_never_mutated_by_analyses():
     assert load_run_cached(path) is run  # one shared object
     before, meta_before = _state_digest(run), copy.deepcopy(run.meta)
     wh = run.weights_hash
-    s = analysis.cached_surface(path, wh, grid=5, samples=64, span=0.5, seed=3)
-    h = analysis.cached_hessian(path, wh, top_k=2, samples=64, trace=True, trace_probes=6)
-    f = analysis.cached_flatness(path, wh, samples=64, n_directions=2, radii=(0.05, 0.2), ascent_steps=2,
-                                 basin_directions=2)
-    c = analysis.cached_connectivity(path, wh, str(checkpoints_dir() / "moons-tiny"), wh, n_points=3, samples=64)
-    assert len(s["loss"]) == 5 and len(h["eigenvalues"]) == 2 and f and c
+    s = analysis.cached_surface(path, wh, analysis.SurfaceSettings(grid=5, samples=64, span=0.5, seed=3))
+    h = analysis.cached_hessian(path, wh, analysis.HessianSettings(top_k=2, samples=64, trace=True, trace_probes=6))
+    f = analysis.cached_flatness(path, wh, analysis.FlatnessSettings(samples=64, n_directions=2, ascent_steps=2,
+                                                                     basin_directions=2))
+    c, _ = analysis.cached_connectivity(path, wh, str(checkpoints_dir() / "moons-tiny"), wh,
+                                        analysis.ConnectivitySettings(n_points=3, samples=64))
+    assert s.surface.loss.shape == (5, 5) and len(h.eigenvalues) == 2 and f and c
     with torch.no_grad():
         torch.manual_seed(0)
         run.model(torch.randn(4, 2))  # forward passes are fine; nothing may change the weights

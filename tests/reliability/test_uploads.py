@@ -213,7 +213,7 @@ def _zip(entries: dict[str, bytes], *, method=zipfile.ZIP_DEFLATED) -> bytes:
 
 
 def test_zip_bomb_is_refused_before_extraction(tmp_path, workspace, tiny_run, monkeypatch):
-    import landscape_core.uploads as up
+    import landscape_core.upload_zip as up
 
     bomb = _zip({"run.json": (tiny_run / "run.json").read_bytes(), "model.safetensors": bytes(64 * 2**20)})
     assert len(bomb) < 200_000  # 64 MB of zeros compress ~1000x
@@ -285,7 +285,7 @@ def test_zip_with_tampered_weights_or_bad_run_json(tmp_path, workspace, tiny_run
     mf = (tiny_run / "model.safetensors").read_bytes()
     for bad, match in [
         ({**meta, "format_version": 99}, "format version"),
-        ({**meta, "model": {"name": "transformer", "kwargs": {}}}, "unknown model"),
+        ({**meta, "model": {"name": "vit", "kwargs": {}}}, "unknown model"),
         ({**meta, "model": {"name": "mlp", "kwargs": {**meta["model"]["kwargs"], "width": 10**9}}}, "do not fit"),
         ({**meta, "model": {"name": "mlp", "kwargs": {**meta["model"]["kwargs"], "colour": "red"}}}, "does not build"),
         ({**meta, "model": {"name": "mlp", "kwargs": {"widths": list(range(1, 500))}}}, "at most"),

@@ -138,7 +138,8 @@ class _FakeUpload:
 @pytest.fixture
 def probe_page(monkeypatch):
     holder: dict = {"file": None}
-    monkeypatch.setattr(st, "file_uploader", lambda *a, **k: holder["file"])
+    # the checkpoint widget gets our file; the optional data upload stays empty
+    monkeypatch.setattr(st, "file_uploader", lambda *a, **k: holder["file"] if k.get("key") == "probe_file" else None)
     st.cache_data.clear()
 
     def make(name: str, data: bytes) -> AppTest:
