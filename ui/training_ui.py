@@ -227,14 +227,16 @@ def render_train_page() -> None:
     cfg, name = train_form()
     if cfg is None:
         return
+    blocked = False  # a configuration the estimate cannot build cannot train either: one error, no button
     try:
         secs, steps = estimate_seconds(cfg)
         st.caption(f"about {secs:.1f} s on this machine ({steps} steps x {cfg.grad_evals_per_step} gradient "
                    f"evaluation{'s' if cfg.grad_evals_per_step > 1 else ''} per step)")
     except (ValueError, DataError, RuntimeError) as e:
         show_error(e)
+        blocked = True
     b1, b2 = st.columns([1, 5])
-    go_ = b1.button("Train", type="primary", key="train_go")
+    go_ = b1.button("Train", type="primary", key="train_go", disabled=blocked)
     b2.button("Stop", key="train_stop", on_click=_request_stop, help="Stops training; nothing is saved.")
     if go_:
         res = run_training(cfg, name)
