@@ -16,12 +16,13 @@ from typing import Any
 import streamlit as st
 
 from landscape_core.data import DATASETS, DataError
-from landscape_core.runs import RunError
+from landscape_core.health import run_health
+from landscape_core.runs import RunError, read_meta
 from landscape_core.uploads import UploadError, import_upload, inspect_upload
 
 from .cache import clear_caches
 from .common import error_line, show_error
-from .state import set_active_run, workspace
+from .state import refresh_active_run_caption, set_active_run, workspace
 
 ACCEPTED_TYPES = ["zip", "safetensors", "pt", "pth"]
 
@@ -140,7 +141,12 @@ def render_probe_page() -> None:
             out = process_upload(up.name, data, model_spec=spec, dataset=dataset, name=name.strip() or None)
         if out.ok:
             set_active_run(out.path)
+            refresh_active_run_caption()
             st.session_state["probe_last"] = out.path
-            st.success(out.message)
+            health = run_health(read_meta(out.path))  # set by the import plausibility check (health.check_import)
+            if health is None:
+                st.success(out.message)
+            else:
+                st.error(f"{out.message} **Suspect**: {health['message']}", icon="⚠️")
         else:
             show_error(out.message)
