@@ -92,11 +92,11 @@ def _pct(x: float) -> str:
 
 def _stability(lr: float, batch_size: int, optimizer: str | None, lambda_max: float | None) -> str:
     """The lr / batch size / lambda_max-vs-2/lr part of an explanation."""
-    opt = optimizer or "the optimizer"
+    opt = optimizer.upper() if optimizer else "the optimizer"
     thr = 2.0 / lr
     if lambda_max is not None and math.isfinite(lambda_max):
         side = ">" if lambda_max > thr else "<="
-        sharp = f"measured lambda_max = {lambda_max:.3g} {side} 2/lr = {thr:.3g}"
+        sharp = f"largest measured lambda_max = {lambda_max:.3g} {side} 2/lr = {thr:.3g}"
     else:
         sharp = f"gradient descent is unstable once lambda_max > 2/lr = {thr:.3g} (lambda_max not tracked)"
     if optimizer in _ADAM_LIKE:
@@ -129,7 +129,8 @@ def check_training(
         num_classes: ``C``.
         lr, batch_size, optimizer: for the explanation.
         n_test: test-set size (the binomial margin).
-        lambda_max: latest measured sharpness, if tracked.
+        lambda_max: the largest sharpness measured so far, if tracked (after a collapse the net is flat, so
+            the latest value would hide the instability that caused it).
     """
     if not history:
         return None
@@ -143,7 +144,7 @@ def check_training(
 
     def verdict(status: str, reason: str, stop: bool, what: str, advice: str) -> Divergence:
         return Divergence(status=status, reason=reason, epoch=epoch, stop=stop, chance=p, margin=m,
-                          message=f"{what}. {why}; {advice}")
+                          message=f"{what}. {why}; {advice}.")
 
     lower = "lower lr (e.g. by 10x) or raise the batch size"
     if not math.isfinite(loss):

@@ -386,7 +386,8 @@ def train(
             row["sharpness"] = latest_sharp
         history.append(row)
         health = check_training(history, num_classes=bundle.num_classes, lr=cfg.lr, batch_size=cfg.batch_size,
-                                n_test=len(yte), optimizer=cfg.optimizer, lambda_max=latest_sharp)
+                                n_test=len(yte), optimizer=cfg.optimizer,
+                                lambda_max=max((r.get("lambda_max") or 0.0 for r in sharp_records), default=None))
         report(epoch, f"epoch {epoch}/{epochs}: train loss {metrics['train_loss']:.4g}, "
                       f"test acc {metrics['test_acc']:.3f}" + (" (cancelled)" if cancelled else ""), "epoch")
         if cancelled or step >= total_steps or (health is not None and health.stop):

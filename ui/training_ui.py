@@ -207,8 +207,8 @@ def show_result(last: dict) -> None:
     if health is None:
         st.success(f"Saved run **{meta['name']}** to the workspace; it is now the active run.")
     else:
-        st.error(f"**{health['status'].capitalize()}** ({meta['name']}, saved and marked as {health['status']}): "
-                 f"{health['message']}", icon="⚠️")
+        st.error(f"{health['message']} Run **{meta['name']}** is saved and marked **{health['status']}**.",
+                 icon="⚠️")
     c = st.columns(4)
     c[0].metric("test accuracy", f"{final['test_acc']:.1%}")
     c[1].metric("train accuracy", f"{final['train_acc']:.1%}")

@@ -20,8 +20,8 @@ def test_diverged_run_red_line_sidebar_runs_and_analysis_banner(app_test, worksp
     meta = json.loads((run / "run.json").read_text())
     assert meta["status"] == "diverged" and len(meta["history"]) < 5  # stopped early
     errors = [e.value for e in at.error]
-    assert len(errors) == 1 and errors[0].startswith("**Diverged** (lr1, saved and marked as diverged)")
-    assert meta["health"]["message"] in errors[0] and "lr=1, batch size 64" in errors[0]
+    assert errors == [f"{meta['health']['message']} Run **lr1** is saved and marked **diverged**."]
+    assert "SGD at lr=1, batch size 64" in errors[0]
     assert not any("Saved run" in s.value for s in at.success)
     # the sidebar, drawn before training, shows the new active run and its mark
     side = [c.value for c in at.sidebar.caption]

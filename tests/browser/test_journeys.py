@@ -59,7 +59,7 @@ def test_diverged_run_is_marked_everywhere_and_connectivity_explains(app_server,
     wait_idle(page, timeout=HEAVY)
     assert_no_exception(page)
     text = err.first.inner_text()
-    assert "lr=1" in text and "batch size 64" in text and "2/lr = 2" in text and "lambda_max" in text
+    assert "SGD at lr=1, batch size 64" in text and "largest measured lambda_max" in text and "> 2/lr = 2" in text
     assert page.get_by_text("Saved run", exact=False).count() == 0  # no green success for a diverged run
     assert page.locator('[data-testid="stProgress"]').count() == 0  # the progress bar is cleared
     side = _sidebar_text(page)
@@ -69,6 +69,7 @@ def test_diverged_run_is_marked_everywhere_and_connectivity_explains(app_server,
     _doc_shot(page, "train-diverged")
 
     _nav(page, "Curvature")
+    page.set_viewport_size({"width": 1440, "height": 1800})  # banner, settings and headline numbers in one shot
     banner = page.locator('[data-testid="stAlertContentError"]').filter(has_text="is marked diverged")
     banner.first.wait_for(timeout=HEAVY * 1000)
     page.get_by_role("button", name="Compute").click()
@@ -78,6 +79,8 @@ def test_diverged_run_is_marked_everywhere_and_connectivity_explains(app_server,
     assert banner.count() == 1  # the banner stays, once
     main = page.locator('[data-testid="stMainBlockContainer"]').inner_text()
     assert "condition number" in main
+    page.evaluate("() => { window.scrollTo(0, 0); document.querySelectorAll("
+                  "'[data-testid=\"stMain\"], [data-testid=\"stAppViewContainer\"]').forEach(e => e.scrollTo(0, 0)); }")
     _doc_shot(page, "curvature-diverged")
 
     _nav(page, "Mode connectivity")
@@ -91,7 +94,7 @@ def test_diverged_run_is_marked_everywhere_and_connectivity_explains(app_server,
     page.wait_for_selector(".js-plotly-plot", timeout=HEAVY * 1000)
     wait_idle(page, timeout=HEAVY)
     assert_no_exception(page)
-    b = page.locator('[data-testid="stSelectbox"]').filter(has_text="Run B").first.inner_text()
+    b = page.locator('[data-testid="stSelectbox"]').filter(has_text="Run B").first.locator("input").first.input_value()
     assert re.search(r"digits-(adam|sam|sgd-sharp) \(shipped", b), b
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
 

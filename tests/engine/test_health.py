@@ -54,7 +54,7 @@ def test_non_finite_and_exploded_loss_stop():
 def test_collapse_to_chance_stops_and_explains_lr_batch_and_2_over_lr():
     v = check_training(_rows((3.08, 0.376), (2.41, 0.102)), **KW, lambda_max=35.0)
     assert (v.status, v.reason, v.stop) == ("diverged", "collapsed", True)
-    for part in ("lr=1", "batch size 64", "lambda_max = 35 > 2/lr = 2", "10.2%", "37.6%", "450 test examples"):
+    for part in ("lr=1", "batch size 64", "largest measured lambda_max = 35 > 2/lr = 2", "10.2%", "37.6%", "450 test examples"):
         assert part in v.message
     assert "\n" not in v.message
     # just above the band (0.1 + 0.0424) is not chance
