@@ -134,11 +134,12 @@ def check_training(
     """
     if not history:
         return None
-    p, m = chance_band(num_classes, n_test)
     row = history[-1]
     epoch = int(row.get("epoch", len(history)))
-    loss, acc = float(row["train_loss"]), float(row["test_acc"])
-    ln_c = math.log(num_classes)
+    loss, acc = float(row["train_loss"]), float(row.get("test_acc", math.nan))
+    classify = num_classes >= 2 and n_test >= 1 and math.isfinite(acc)  # no accuracy (mse): loss rules only
+    p, m = chance_band(num_classes, n_test) if classify else (math.nan, math.nan)
+    ln_c = math.log(num_classes) if num_classes >= 2 else math.inf
     why = _stability(lr, batch_size, optimizer, lambda_max)
     chance_s = f"chance level for {num_classes} classes ({_pct(p)} + {_pct(m)}, {Z_CHANCE:g} s.d. on {n_test} test examples)"
 
@@ -153,7 +154,7 @@ def check_training(
         return verdict("diverged", "exploded", True,
                        f"Diverged at epoch {epoch}: train loss {loss:.3g} is above {EXPLODE_FACTOR:g} ln {num_classes}"
                        f" = {EXPLODE_FACTOR * ln_c:.3g} (worse than a uniform guess)", lower)
-    if acc > p + m:
+    if not classify or acc > p + m:
         return None
     earlier = [float(r["test_acc"]) for r in history[:-1] if math.isfinite(float(r["test_acc"]))]
     if earlier and max(earlier) > p + m:

@@ -41,6 +41,14 @@ def test_learning_run_is_healthy():
     assert check_training([], **KW) is None
 
 
+def test_without_accuracy_only_the_loss_rules_apply():
+    nan = float("nan")  # mse losses report no accuracy
+    assert check_training(_rows((2.3, nan), (2.3, nan)), **KW) is None
+    assert check_training(_rows((1.0, nan), (float("inf"), nan)), **KW).reason == "non-finite"
+    one = {**KW, "num_classes": 1}
+    assert check_training(_rows((5.0, 0.1), (5.0, 0.1)), **one) is None
+
+
 def test_non_finite_and_exploded_loss_stop():
     v = check_training(_rows((1.2, 0.6), (float("nan"), 0.1)), **KW)
     assert (v.status, v.reason, v.stop, v.epoch) == ("diverged", "non-finite", True, 2)
