@@ -135,3 +135,21 @@ def test_import_diagnoses_normalisation_and_dataset(shipped):
     wrong = check_import(spec, state, (X, torch.roll(y, 1)), num_classes=10, claimed={"test_acc": 0.97})
     assert (wrong.status, wrong.cause) == ("suspect", "dataset")
     assert "97.0%" in wrong.message
+
+
+def test_the_import_pipeline_call_flags_the_relu_import(tmp_path):
+    """The call the importer makes after evaluating (see health.check_import): today's silent 74.7% case."""
+    from landscape_core.data import analysis_subset
+    from landscape_core.uploads import EVAL_SAMPLES, import_upload
+
+    src = "checkpoints/digits-sgd/model.safetensors"
+    path = import_upload("model.safetensors", src, workspace=tmp_path, dataset="digits",
+                         model_spec={"name": "mlp", "width": 64, "depth": 3, "activation": "relu"})
+    run = load_run(path)
+    assert run.meta["final"]["test_acc"] < 0.8  # imported "successfully" at 74.7%
+    chk = check_import(run.meta["model"], run.model.state_dict(),
+                       analysis_subset(*run.data.test, EVAL_SAMPLES, seed=0), num_classes=run.data.num_classes,
+                       claimed=run.meta.get("final"))
+    assert (chk.status, chk.cause, chk.suggestion) == ("suspect", "activation", {"activation": "tanh"})
+    assert chk.test_acc == pytest.approx(run.meta["final"]["test_acc"])  # same subset as the importer's
+    assert chk.alternatives["activation=tanh"] > 0.95
