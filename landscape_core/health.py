@@ -120,6 +120,9 @@ def check_training(
 
     1. ``L`` not finite -> diverged (``non-finite``);
     2. ``L > 2 ln C`` (twice the loss of a uniform guess) -> diverged (``exploded``);
+    Rules 3-5 apply only when the train accuracy (if recorded) is at chance too: a net that fits its
+    training set while the test accuracy stays at chance is memorising (as before grokking), not diverging.
+
     3. ``a <= p + m`` after an earlier epoch had ``a > p + m`` -> diverged (``collapsed``);
     4. ``a <= p + m`` and ``L`` fell by less than 1% since the previous epoch -> diverged (``stalled``);
     5. ``a <= p + m`` otherwise -> ``chance`` (keep training: the loss is still falling).
@@ -156,6 +159,9 @@ def check_training(
                        f" = {EXPLODE_FACTOR * ln_c:.3g} (worse than a uniform guess)", lower)
     if not classify or acc > p + m:
         return None
+    train_acc = float(row.get("train_acc", math.nan))
+    if math.isfinite(train_acc) and train_acc > p + m:
+        return None  # it fits its training data: memorisation (e.g. before grokking), not divergence
     earlier = [float(r["test_acc"]) for r in history[:-1] if math.isfinite(float(r["test_acc"]))]
     if earlier and max(earlier) > p + m:
         best = max(earlier)

@@ -41,6 +41,14 @@ def test_learning_run_is_healthy():
     assert check_training([], **KW) is None
 
 
+def test_memorising_is_not_diverging():
+    # grokking-like: 97 classes, train set fitted, test accuracy at chance for many epochs, loss flat
+    rows = [{"epoch": e, "train_loss": 0.01, "train_acc": 1.0, "test_acc": 0.01} for e in (1, 2, 3)]
+    assert check_training(rows, **{**KW, "num_classes": 97}) is None
+    rows[-1]["train_acc"] = 0.011  # train accuracy at chance as well: it is not learning
+    assert check_training(rows, **{**KW, "num_classes": 97}).status == "diverged"
+
+
 def test_without_accuracy_only_the_loss_rules_apply():
     nan = float("nan")  # mse losses report no accuracy
     assert check_training(_rows((2.3, nan), (2.3, nan)), **KW) is None
