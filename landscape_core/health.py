@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .functional import LossFunction
-from .models import ACTIVATIONS, build_model
+from .models import ACTIVATIONS, MODELS, build_model
 from .results import from_fields
 
 #: standard deviations above chance that an accuracy must reach to count as "learned something"
@@ -217,11 +217,14 @@ class ImportCheck:
         return from_fields(cls, dict(d))
 
 
-def _evaluate(spec: Mapping[str, Any], state: Mapping[str, Tensor], X: Tensor, y: Tensor) -> tuple[float, float]:
+def _build(spec: Mapping[str, Any], state: Mapping[str, Tensor]) -> nn.Module:
     with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the global RNG alone
         model = build_model(dict(spec))
     model.load_state_dict(dict(state), strict=True)
-    model.eval()
+    return model.eval()
+
+
+def _evaluate(model: nn.Module, X: Tensor, y: Tensor) -> tuple[float, float]:
     return LossFunction(model, X, y, batch_size=1024).evaluate()
 
 
@@ -236,6 +239,7 @@ def check_import(
     *,
     num_classes: int,
     claimed: Mapping[str, Any] | None = None,
+    model: nn.Module | None = None,
 ) -> ImportCheck:
     """Is the imported model plausible on its data? Diagnoses the likely cause when it is not.
 
@@ -251,11 +255,14 @@ def check_import(
         test: ``(X, y)`` evaluation data (e.g. a fixed subset of the test split).
         num_classes: ``C`` (chance = 1/C).
         claimed: the imported metadata's ``final`` dict (``test_acc``), if any.
+        model: the imported model (default: rebuilt from ``spec`` and ``state``, registry models only);
+            other activations are tried only for registry models (``spec["name"]`` in ``MODELS``).
     """
     X, y = test
     n = int(len(y))
     p, m = chance_band(num_classes, n)
-    loss, acc = _evaluate(spec, state, X, y)
+    model = _build(spec, state) if model is None else model
+    loss, acc = _evaluate(model, X, y)
     claimed_acc = None
     if claimed and isinstance(claimed.get("test_acc"), (int, float)) and math.isfinite(float(claimed["test_acc"])):
         claimed_acc = float(claimed["test_acc"])
@@ -265,10 +272,10 @@ def check_import(
 
     alternatives: dict[str, float] = {}
     act = dict(spec.get("kwargs", {})).get("activation")
-    if isinstance(act, str):
+    if isinstance(act, str) and spec.get("name") in MODELS:
         for other in ACTIVATIONS:
             if other != act:
-                alternatives[f"activation={other}"] = _evaluate(_with_activation(spec, other), state, X, y)[1]
+                alternatives[f"activation={other}"] = _evaluate(_build(_with_activation(spec, other), state), X, y)[1]
     best_name, best_acc = max(alternatives.items(), key=lambda kv: kv[1], default=(None, -1.0))
     at_chance = acc <= p + m
     below_claim = claimed_acc is not None and acc < claimed_acc - gap_for(claimed_acc)
@@ -282,7 +289,7 @@ def check_import(
                                    f"the weights were probably trained with {other} (a state dict does not "
                                    f"store the activation); re-import with activation={other}.")
     Xs = (X - X.mean()) / X.std().clamp_min(1e-12)
-    alternatives["inputs standardised"] = _evaluate(spec, state, Xs, y)[1]
+    alternatives["inputs standardised"] = _evaluate(model, Xs, y)[1]
     if alternatives["inputs standardised"] > acc + gap_for(alternatives["inputs standardised"]):
         return ImportCheck(status="suspect", cause="normalisation", alternatives=alternatives, suggestion=None,
                            **common, message=f"{head}, but {_pct(alternatives['inputs standardised'])} on "
