@@ -203,13 +203,38 @@ def _tv_split(name: str, root: Path, train: bool):
         local = _cifar10_local(root, train)
         if local is not None:
             return local
+    before = {p for p in root.rglob("*")} if root.is_dir() else set()
+    root_existed = root.is_dir()
     try:
         return cls(str(root), train=train, download=True)
     except Exception as e:  # network errors come in many types
+        _remove_new_empty_dirs(root, before, root_existed)
         raise DataError(
             f"{name}: no local copy under {root}/ and download failed ({type(e).__name__}); "
-            f"put the dataset files there or set LANDSCAPE_DATA"
+            f"put {_expected_files(name, root)} there, or set LANDSCAPE_DATA to the folder that holds them"
         ) from None
+
+
+def _expected_files(name: str, root: Path) -> str:
+    """Where torchvision looks for a local copy (one line, for the offline error message)."""
+    if name == "cifar10":
+        return (f"the extracted CIFAR-10 python batches ({root / 'cifar-10-batches-py'}/data_batch_1..5 and "
+                "test_batch, from cifar-10-python.tar.gz)")
+    folder = root / _TV[name][0] / "raw"
+    return (f"the four IDX files in {folder}/ (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+            "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; .gz also works)")
+
+
+def _remove_new_empty_dirs(root: Path, before: set[Path], root_existed: bool) -> None:
+    """Undo the empty folders a failed torchvision download left behind (never anything that holds a file)."""
+    if not root.is_dir():
+        return
+    new = sorted((p for p in root.rglob("*") if p.is_dir() and p not in before), key=lambda p: -len(p.parts))
+    for d in [*new, *([] if root_existed else [root])]:
+        try:
+            d.rmdir()  # only succeeds when empty
+        except OSError:
+            pass
 
 
 _CIFAR_GLOBALS = {

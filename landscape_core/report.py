@@ -330,7 +330,8 @@ class _Builder:
                              "relative_residual": (d.get("relative_residual") or [None] * len(xs))[i]})
             summary.append({"run": r.name, "explained_var_pc1": ev[0] if ev else None,
                             "explained_var_pc2": ev[1] if len(ev) > 1 else None,
-                            "max_relative_residual": d.get("max_relative_residual")})
+                            "max_relative_residual": d.get("max_relative_residual"),
+                            "off_plane": (d.get("off_plane") or {}).get("note")})
         self.tables["trajectories"] = rows
         note = ('<p class="note">Each run in its own PCA plane of theta_i - theta_final (open circle: '
                 "initialisation; the final weights are at the origin). A large off-plane residual means the "

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .data import SEQUENCE_TASKS, DataBundle, DatasetSpec, load_dataset
 from .functional import LossFunction
+from .health import check_training
 from .models import MODELS, TOKEN_MODELS, build_model, has_batchnorm, model_spec
 from .optimizers import ADAM_FAMILY, OPTIMIZERS, SCHEDULES, is_sam, make_optimizer, make_schedule
 from .params import detached_buffers, detached_params, model_hash
@@ -356,6 +357,7 @@ def train(
             snap_steps.append(step)
 
     history: list[dict] = []
+    health = None  # a landscape_core.health.Divergence once training is diverged / at chance
     sharp_records: list[dict] = []
     latest_sharp: float | None = None
     metrics = evaluate()
@@ -412,9 +414,12 @@ def train(
         if tracker is not None:
             row["sharpness"] = latest_sharp
         history.append(row)
+        health = check_training(history, num_classes=bundle.num_classes, lr=cfg.lr, batch_size=cfg.batch_size,
+                                n_test=len(yte), optimizer=cfg.optimizer,
+                                lambda_max=max((r.get("lambda_max") or 0.0 for r in sharp_records), default=None))
         report(epoch, f"epoch {epoch}/{epochs}: train loss {metrics['train_loss']:.4g}, "
                       f"test acc {metrics['test_acc']:.3f}" + (" (cancelled)" if cancelled else ""), "epoch")
-        if cancelled or step >= total_steps:
+        if cancelled or step >= total_steps or (health is not None and health.stop):
             break
     model.eval()
     total_seconds = time.perf_counter() - t_start
@@ -442,6 +447,8 @@ def train(
         "steps": step,
         "total_steps": total_steps,
         "cancelled": cancelled,
+        "status": "ok" if health is None else health.status,
+        "health": None if health is None else health.to_dict(),
     }
     if tracker is not None:
         meta["sharpness"] = sharp_records

@@ -28,6 +28,11 @@ from .params import Params
 from .progress import ProgressFn
 from .results import floats
 
+#: warn when a snapshot lies further off the plane than this fraction of max_j ||theta_j - theta_final||
+OFF_PLANE_EXTENT = 0.25
+#: warn when |true_loss - plane_loss| exceeds this fraction of the loss range along the path
+LOSS_GAP = 0.10
+
 
 @dataclass(frozen=True)
 class TrajectoryProjection:
@@ -55,6 +60,62 @@ class TrajectoryProjection:
     def max_relative_residual(self) -> float:
         return float(np.max(self.relative_residual)) if len(self.relative_residual) else 0.0
 
+    @property
+    def distance(self) -> np.ndarray:
+        """``(S,)`` ``||theta_i - theta_final|| = sqrt(||c_i||^2 + r_i^2)`` (orthonormal PCA directions)."""
+        return np.sqrt((np.asarray(self.coords, np.float64) ** 2).sum(axis=1) + self.residual_norm ** 2)
+
+    @property
+    def extent_residual(self) -> np.ndarray:
+        """``(S,)`` ``r_i / max_j ||theta_j - theta_final||``: off-plane distance in units of the path's extent.
+
+        Unlike ``relative_residual`` it is not ~1 near the end of training, where ``theta_i - theta_final``
+        is tiny and mostly noise: it measures how far a point sits off the plane *at the plot's scale*.
+        """
+        extent = float(self.distance.max()) if len(self.steps) else 0.0
+        return self.residual_norm / extent if extent > 0 else np.zeros_like(self.residual_norm)
+
+    @property
+    def loss_gap(self) -> np.ndarray:
+        """``(S,)`` ``|true_loss - plane_loss| / (max true_loss - min true_loss)``: how wrong the surface value
+        drawn under each snapshot is, in units of the loss range along the path."""
+        gap = np.abs(self.true_loss - self.plane_loss)
+        span = float(np.nanmax(self.true_loss) - np.nanmin(self.true_loss)) if len(self.true_loss) else 0.0
+        return gap / span if span > 0 else np.zeros_like(gap)
+
+    def off_plane_verdict(self) -> dict[str, Any]:
+        """Whether the plot misrepresents the path: a warning only when it matters for reading it.
+
+        Warns when some snapshot lies further off the plane than ``OFF_PLANE_EXTENT`` (25%) of the path's
+        extent, or when the surface value under a snapshot differs from its true loss by more than
+        ``LOSS_GAP`` (10%) of the loss range along the path.
+
+        Returns:
+            ``{"warn", "max_extent_residual", "max_loss_gap", "step" (the worst snapshot's step), "note"}``.
+        """
+        ext, gap = self.extent_residual, self.loss_gap
+        i_ext = int(np.argmax(ext)) if len(ext) else 0
+        i_gap = int(np.nanargmax(gap)) if len(gap) else 0
+        max_ext = float(ext[i_ext]) if len(ext) else 0.0
+        max_gap = float(gap[i_gap]) if len(gap) else 0.0
+        parts = []
+        if max_gap > LOSS_GAP:
+            parts.append(f"at step {int(self.steps[i_gap])} the surface shows {self.plane_loss[i_gap]:.4g} but the "
+                         f"checkpoint's loss is {self.true_loss[i_gap]:.4g} ({max_gap:.0%} of the loss range along "
+                         f"the path; threshold {LOSS_GAP:.0%})")
+        if max_ext > OFF_PLANE_EXTENT:
+            parts.append(f"the snapshot at step {int(self.steps[i_ext])} lies {max_ext:.0%} of the path's extent off "
+                         f"the plane (threshold {OFF_PLANE_EXTENT:.0%})")
+        if parts:
+            note = "The plane misrepresents part of the path: " + "; ".join(parts) + ". Compare the two curves below."
+        else:
+            note = (f"Every snapshot lies within {max_ext:.0%} of the path's extent of the plane and the surface "
+                    f"values match the true losses within {max_gap:.0%} of the loss range (warnings above "
+                    f"{OFF_PLANE_EXTENT:.0%} / {LOSS_GAP:.0%}).")
+        step = int(self.steps[i_gap if max_gap > LOSS_GAP else i_ext]) if len(self.steps) else 0
+        return {"warn": bool(parts), "max_extent_residual": max_ext, "max_loss_gap": max_gap, "step": step,
+                "note": note}
+
     def to_dict(self) -> dict:
         def f(a: np.ndarray) -> list:
             return [f(x) if np.ndim(x) else (float(x) if math.isfinite(float(x)) else None) for x in a]
@@ -68,6 +129,7 @@ class TrajectoryProjection:
             "plane_loss": f(self.plane_loss),
             "explained_variance_ratio": f(self.explained_variance_ratio),
             "max_relative_residual": self.max_relative_residual,
+            "off_plane": self.off_plane_verdict(),
         }
 
     @classmethod
@@ -135,4 +197,4 @@ def project_snapshots(
     )
 
 
-__all__ = ["TrajectoryProjection", "project_snapshots"]
+__all__ = ["LOSS_GAP", "OFF_PLANE_EXTENT", "TrajectoryProjection", "project_snapshots"]

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import DataError, load_dataset
+from .data import DataError, analysis_subset, load_dataset
 from .graph_import import (
     GRAPH_FILE,
     MODEL_DEF,
@@ -35,6 +35,7 @@ from .graph_import import (
     graph_io,
     parse_model_def,
 )
+from .health import check_import
 from .matching import MappingRow, MatchError, infer_architecture
 from .models import MODELS
 from .params import weights_hash
@@ -430,6 +431,11 @@ def import_checkpoint(
     if bundle is not None:
         metrics = evaluate_import(model, bundle)
         meta["final"] = {**metrics, "eval_samples": EVAL_SAMPLES}
+        # plausibility: near chance, or far below what the file's metadata claims -> flagged with a cause
+        chk = check_import(spec, model.state_dict(), analysis_subset(*bundle.test, EVAL_SAMPLES, seed=0),
+                           num_classes=bundle.num_classes, claimed=(meta_in or {}).get("final"), model=model)
+        if chk.status != "ok" or "status" not in meta:
+            meta["status"], meta["health"] = chk.status, chk.to_dict()
     meta.setdefault("history", [])
     n_params = int(sum(p.numel() for p in model.parameters()))
     report_d = {"kind": kind, "format": fmt, "architecture": spec["name"], "model_spec": spec,

@@ -39,6 +39,7 @@ from landscape_core.analyses.study import estimator_study, sample_budget
 from landscape_core.analyses.surface import SurfaceResult, compute_surface
 from landscape_core.analyses.trajectory import TrajectoryProjection, project_trajectory
 from landscape_core.constants import DIRECTION_KINDS
+from landscape_core.health import run_health
 from landscape_core.params import detached_params
 from landscape_core.progress import ProgressFn
 from landscape_core.surface import Surface
@@ -298,7 +299,17 @@ def picked_run() -> tuple[str, dict]:
     except Exception as e:  # noqa: BLE001 - a broken run folder must not crash the page
         show_error(e)
         st.stop()
+    health_banner([info])
     return run, info
+
+
+def health_banner(infos: Sequence[dict]) -> None:
+    """A red line for every run marked diverged / at chance / suspect (``landscape_core.health``)."""
+    for info in infos:
+        h = info.get("health")
+        if h:
+            st.error(f"Run **{info['name']}** is marked **{h['status']}**: {h['message']} The analyses below "
+                     "describe weights that did not learn; do not read them as a trained minimum.", icon="⚠️")
 
 
 def run_summary(run_path: str) -> dict:
@@ -314,6 +325,7 @@ def run_summary(run_path: str) -> dict:
         "has_trajectory": (run.path / TRAJ_FILE).is_file(),
         "n_train": int(len(run.train_data[1])),
         "lr": (run.meta.get("config") or run.meta.get("optimizer") or {}).get("lr"),
+        "health": run_health(run.meta),
     }
 
 

@@ -8,6 +8,7 @@ weights hash), so a rewritten run is reloaded.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import streamlit as st
@@ -96,6 +97,9 @@ def run_row(info_path: Path, meta: dict, source: str) -> dict:
         "acc_gap": acc_gap,
         "sec_per_epoch": _get(meta, "timings.seconds_per_epoch"),
         "weights_hash": meta.get("weights_hash", ""),
+        "status": meta.get("status") or "ok",
+        # runs with equal architecture key can be interpolated (mode connectivity)
+        "arch": json.dumps([meta.get("model"), meta.get("dataset")], sort_keys=True, default=str),
     }
 
 

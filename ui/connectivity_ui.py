@@ -11,6 +11,7 @@ from landscape_core.surface import Surface
 
 from . import analysis, exports, figures
 from .analysis import ConnectivitySettings
+from .cache import list_runs_cached
 from .common import run_picker, show_error
 from .state import count
 
@@ -20,23 +21,47 @@ CAPTION = ("Linear path (1 - t) A + t B and quadratic Bezier curve (1 - t)^2 A +
 METRIC_LABELS = {"loss": "loss", "accuracy": "accuracy", "excess": "excess over the chord (barrier = its max)"}
 
 
+def compatible_runs(run_a: str) -> list[dict]:
+    """Rows of the other runs with run A's architecture and data (the only pairs a path can interpolate)."""
+    rows = list_runs_cached()
+    arch = next((r["arch"] for r in rows if r["path"] == run_a), None)
+    return [r for r in rows if r["path"] != run_a and r["arch"] == arch]
+
+
 def picked_runs() -> tuple[str, dict, str, dict]:
-    """Runs A and B with their summaries; stops the page with guidance when there is no pair."""
+    """Runs A and B with their summaries; B is offered only among runs compatible with A (same model spec
+    and dataset). Stops the page with an explanation when A has no compatible partner."""
     a_col, b_col = st.columns(2)
     with a_col:
         run_a = run_picker("Run A")
     if run_a is None:
         st.stop()
+    compatible = {r["path"] for r in compatible_runs(run_a)}
+    if not compatible:
+        try:
+            ia = analysis.run_summary(run_a)
+            spec = analysis.run_meta(run_a).get("model") or {}
+        except Exception as e:  # noqa: BLE001 - a broken run folder must not crash the page
+            show_error(e)
+            st.stop()
+        kw = ", ".join(f"{k}={v}" for k, v in (spec.get("kwargs") or {}).items()
+                       if k not in ("input_shape", "num_classes"))
+        b_col.info(f"No other run has the architecture and data of **{ia['name']}** ({spec.get('name')}: {kw}). "
+                   "A path between two runs interpolates their weights, so both need the same model and dataset: "
+                   "pick another run A, or train a second run with the same settings (another seed) on the Train page.")
+        st.stop()
     with b_col:
-        run_b = run_picker("Run B", key="conn_b", exclude=(run_a,))
+        run_b = run_picker("Run B", key="conn_b",
+                           exclude=[r["path"] for r in list_runs_cached() if r["path"] not in compatible])
     if run_b is None:
-        st.info("Mode connectivity needs a second run of the same architecture and data (train one on the Train page).")
         st.stop()
     try:
-        return run_a, analysis.run_summary(run_a), run_b, analysis.run_summary(run_b)
+        infos = run_a, analysis.run_summary(run_a), run_b, analysis.run_summary(run_b)
     except Exception as e:  # noqa: BLE001 - a broken run folder must not crash the page
         show_error(e)
         st.stop()
+    analysis.health_banner([infos[1], infos[3]])
+    return infos
 
 
 def settings_widgets() -> tuple[ConnectivitySettings, ConnectivitySettings]:

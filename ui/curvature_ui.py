@@ -77,14 +77,15 @@ def results(res: CurvatureResult) -> None:
     m1.metric("lambda_max", f"{res.eigenvalues[0]:.4g}", help="Largest Hessian eigenvalue (sharpness).")
     m2.metric("trace", f"{tr.get('mean', float('nan')):.4g}", help=f"{tr.get('method')} with {tr.get('matvecs')} HVPs")
     m2.caption(f"+/- {tr.get('stderr') or 0:.2g} (standard error, {tr.get('method')})")
-    ratio = cond.get("ratio")
-    m3.metric("condition number", f"{ratio:.3g}" if ratio else "n/a",
-              help=f"lambda_max / smallest positive eigenvalue, from the {cond.get('source')} spectrum")
-    m4.metric("lambda_min", f"{cond.get('lambda_min', float('nan')):.3g}")
-    if cond.get("has_negative"):
-        st.warning(f"Negative curvature: lambda_min = {cond['lambda_min']:.3g}, carrying "
-                   f"{100 * cond.get('negative_mass', 0):.1f}% of the spectrum's |lambda| mass. The point is not a "
-                   "strict minimum along those directions (a saddle or an unconverged run).")
+    verdict = res.curvature_verdict()  # the engine decides what may be said about lambda_min
+    ratio = verdict["condition"]
+    m3.metric("condition number", f"{ratio:.3g}" if ratio else "undefined",
+              help=f"lambda_max / lambda_min when lambda_min is clearly positive ({cond.get('source')} spectrum)")
+    m4.metric("lambda_min", f"{verdict['lambda_min']:.3g}", help=f"+/- {verdict['residual']:.2g} (Lanczos residual)")
+    if verdict["negative"] == "significant":
+        st.warning(verdict["note"])
+    else:
+        st.caption(verdict["note"])
     if not res.converged:
         st.warning("Lanczos did not reach its tolerance within the iteration budget: trust the residuals below.")
     st.subheader("Top eigenvalues")

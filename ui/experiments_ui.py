@@ -100,15 +100,17 @@ def _progress_callback(bar: Any) -> Callable[[float, str], None]:
 def run_sweep_ui(spec: _sweep.SweepSpec, name: str) -> dict | None:
     """Run (or resume) the sweep with a progress bar; returns ``SweepResult.to_dict()``."""
     out = sweeps_dir() / name
-    bar = st.progress(0.0, text=f"sweep {name}: {len(spec)} points")
+    slot = st.empty()  # the progress bar while it runs, then the one-line summary
+    bar = slot.progress(0.0, text=f"sweep {name}: {len(spec)} points")
     try:
         res = _sweep.run_sweep(spec, out_dir=out, n_jobs=1, progress=_progress_callback(bar))
     except ValueError as e:
+        slot.empty()
         show_error(e)
         return None
     d = res.to_dict()
-    bar.progress(1.0, text=f"sweep {name}: {d['finished']}/{d['total']} points "
-                           f"({d['reused']} reused from an earlier run, {d['computed']} computed now)")
+    slot.caption(f"sweep {name}: {d['finished']}/{d['total']} points "
+                 f"({d['reused']} reused from an earlier run, {d['computed']} computed now)")
     return d
 
 
@@ -244,14 +246,16 @@ def sweep_lab_ui() -> None:
 # ================================================================================================
 def run_preset_ui(name: str, budget: str, epochs: int, grid: int, samples: int, dataset: str = "digits") -> dict | None:
     """Run a preset with a progress bar (runs saved in the workspace); returns ``PresetResult.to_dict()``."""
-    bar = st.progress(0.0, text=f"preset {name}")
+    slot = st.empty()  # the progress bar while it runs, then nothing
+    bar = slot.progress(0.0, text=f"preset {name}")
     try:
         res = _presets.run_preset(name, out_dir=workspace(), budget=budget, epochs=epochs, grid=grid,
                                   samples=samples, dataset=dataset, progress=_progress_callback(bar))
     except ValueError as e:
+        slot.empty()
         show_error(e)
         return None
-    bar.progress(1.0, text=f"preset {name}: done")
+    slot.empty()
     return res.to_dict()
 
 

@@ -27,10 +27,12 @@ def picked_runs() -> tuple[str, dict[str, dict]]:
     labels = {r["path"]: r["name"] for r in list_runs_cached() if r["path"] != run}
     others = st.multiselect("Compare with", list(labels), format_func=labels.get, max_selections=4, key="flat_others")
     try:
-        return run, {p: analysis.run_summary(p) for p in [run, *others]}
+        infos = {p: analysis.run_summary(p) for p in [run, *others]}
     except Exception as e:  # noqa: BLE001 - a broken run folder must not crash the page
         show_error(e)
         st.stop()
+    analysis.health_banner(list(infos.values()))
+    return run, infos
 
 
 def flatness_section(infos: dict[str, dict]) -> None:

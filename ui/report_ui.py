@@ -20,7 +20,8 @@ def report_key(paths: list[str], hashes: list[str], settings: dict) -> str:
 
 def build_report_ui(paths: list[str], settings: dict[str, Any]) -> dict | None:
     """Build the report with a progress bar; returns ``{"html", "tables", "sections", "notes", "seconds"}``."""
-    bar = st.progress(0.0, text="building report")
+    slot = st.empty()  # the progress bar while it builds, then the one-line summary
+    bar = slot.progress(0.0, text="building report")
 
     def cb(frac: float, msg: str) -> None:
         bar.progress(min(max(frac, 0.0), 1.0), text=msg[:140])
@@ -28,9 +29,10 @@ def build_report_ui(paths: list[str], settings: dict[str, Any]) -> dict | None:
     try:
         rep = build_report(paths, progress=cb, **settings)
     except (ValueError, RuntimeError, OSError) as e:
+        slot.empty()
         show_error(e)
         return None
-    bar.progress(1.0, text=f"report ready ({rep.seconds:.1f} s, {len(rep.html) / 1e6:.2f} MB)")
+    slot.caption(f"report ready ({rep.seconds:.1f} s, {len(rep.html) / 1e6:.2f} MB)")
     return {"html": rep.html, "tables": rep.tables, "sections": list(rep.sections), "notes": rep.notes,
             "seconds": rep.seconds}
 

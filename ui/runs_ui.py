@@ -18,7 +18,7 @@ from .cache import clear_caches, list_runs_cached
 from .common import show_error
 from .state import get_active_run, set_active_run, workspace
 
-TABLE_COLUMNS = ["name", "source", "dataset", "model", "optimizer", "lr", "batch_size", "epochs",
+TABLE_COLUMNS = ["name", "status", "source", "dataset", "model", "optimizer", "lr", "batch_size", "epochs",
                  "test_acc", "train_acc", "acc_gap", "gen_gap", "sec_per_epoch"]
 
 

@@ -99,6 +99,27 @@ def set_active_run(path: str | Path) -> None:
     st.session_state["active_run"] = str(path)
 
 
+_ACTIVE_SLOT = "_sidebar_active_slot"
+
+
+def refresh_active_run_caption() -> None:
+    """(Re)draw the sidebar's "Active run" line; call after :func:`set_active_run` later in the same script
+    run (e.g. after training), since the sidebar was drawn first. Marks a diverged / suspect run in red."""
+    slot = st.session_state.get(_ACTIVE_SLOT)
+    if slot is None:
+        return
+    active = get_active_run()
+    if not active:
+        slot.caption("No active run yet: train one or probe a checkpoint.")
+        return
+    try:
+        status = _runs.read_meta(active).get("status") or "ok"
+    except _runs.RunError:
+        status = "ok"
+    mark = "" if status == "ok" else f" · :red[**{status}**]"
+    slot.caption(f"Active run: **{Path(active).name}**{mark}")
+
+
 def presentation() -> bool:
     """Whether presentation mode (large type, one idea per screen) is on."""
     return bool(st.session_state.get("presentation", False))
@@ -121,13 +142,10 @@ def init_page(title: str, icon: str = "⛰️", layout: str = "wide") -> None:
     except Exception:  # noqa: BLE001 - already configured in this run
         pass
     st.session_state.setdefault("presentation", False)
-    active = get_active_run()
     st.session_state["_w_presentation"] = bool(st.session_state["presentation"])
     with st.sidebar:
-        if active:
-            st.caption(f"Active run: **{Path(active).name}**")
-        else:
-            st.caption("No active run yet: train one or probe a checkpoint.")
+        st.session_state[_ACTIVE_SLOT] = st.empty()
+        refresh_active_run_caption()
         st.toggle(
             "Presentation mode",
             key="_w_presentation",

@@ -91,6 +91,19 @@ def summary(res: SurfaceResult) -> None:
                f"{s.seconds:.2f} s · axes: {', '.join(s.directions.labels)}")
 
 
+def _remember(key: str) -> None:
+    st.session_state[f"_kept:{key}"] = st.session_state[key]
+
+
+def _restore(key: str, options: list[str]) -> None:
+    """Give widget ``key`` back the user's last choice: Streamlit drops a widget's state when a run does not
+    draw it (e.g. while an 81 x 81 grid waits for the Compute button), and the radio would come back at its
+    default while the user expects their view."""
+    kept = st.session_state.get(f"_kept:{key}")
+    if key not in st.session_state and kept in options:
+        st.session_state[key] = kept
+
+
 @st.fragment
 def view(surfaces: dict[str, SurfaceResult], main_name: str) -> None:
     """Display-only controls (view, metric, colour) and downloads: reruns only this block."""
@@ -99,9 +112,12 @@ def view(surfaces: dict[str, SurfaceResult], main_name: str) -> None:
     dims = main.surface.dims
     d1, d2, d3, d4, d5 = st.columns(5)
     views = ["contour", "3d", "1d"] if dims == 2 else ["1d"]
-    kind = d1.radio("View", views, horizontal=True, key="surf_view",
+    _restore("surf_view", views)
+    _restore("surf_metric", ["loss", "accuracy"])
+    kind = d1.radio("View", views, horizontal=True, key="surf_view", on_change=_remember, args=("surf_view",),
                     format_func={"contour": "Contour", "3d": "3-D", "1d": "1-D slice"}.get)
-    metric = d2.radio("Show", ["loss", "accuracy"], horizontal=True, key="surf_metric")
+    metric = d2.radio("Show", ["loss", "accuracy"], horizontal=True, key="surf_metric", on_change=_remember,
+                      args=("surf_metric",))
     log = d3.toggle("Log colour", value=False, key="surf_log", disabled=metric == "accuracy") and metric == "loss"
     cscale = d4.selectbox("Colours", [*figures.COLORSCALES, "RdBu"], key="surf_cscale")
     show_traj = d5.toggle("Trajectory", value=True, key="surf_traj", disabled=main.trajectory is None)

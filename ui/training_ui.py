@@ -18,6 +18,7 @@ from pathlib import Path
 import streamlit as st
 
 from landscape_core.data import DATASETS, TORCHVISION, DataError, DatasetSpec, load_dataset
+from landscape_core.health import run_health
 from landscape_core.models import MODELS
 from landscape_core.optimizers import ADAM_FAMILY, OPTIMIZERS, SCHEDULES
 from landscape_core.runs import RunError
@@ -26,7 +27,7 @@ from landscape_core.training import TrainConfig, TrainResult, train
 
 from .cache import clear_caches
 from .common import guide_link, show_error
-from .state import presentation, set_active_run, workspace
+from .state import presentation, refresh_active_run_caption, set_active_run, workspace
 from .training_figures import learning_curves, sharpness_figure
 
 LR_CHOICES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
@@ -188,6 +189,7 @@ def run_training(cfg: TrainConfig, name: str | None, *, out_dir: Path | None = N
     status.empty()
     if res.path is not None:
         set_active_run(str(res.path))
+        refresh_active_run_caption()  # the sidebar was drawn before training
         clear_caches()
         st.session_state["train_last"] = {"path": str(res.path), "meta": res.meta}
     return res
@@ -201,7 +203,12 @@ def show_result(last: dict) -> None:
     """Final metrics, learning curves and (if tracked) sharpness of the last trained run."""
     meta = last["meta"]
     final = meta["final"]
-    st.success(f"Saved run **{meta['name']}** to the workspace; it is now the active run.")
+    health = run_health(meta)
+    if health is None:
+        st.success(f"Saved run **{meta['name']}** to the workspace; it is now the active run.")
+    else:
+        st.error(f"{health['message']} Run **{meta['name']}** is saved and marked **{health['status']}**.",
+                 icon="⚠️")
     c = st.columns(4)
     c[0].metric("test accuracy", f"{final['test_acc']:.1%}")
     c[1].metric("train accuracy", f"{final['train_acc']:.1%}")
@@ -220,14 +227,16 @@ def render_train_page() -> None:
     cfg, name = train_form()
     if cfg is None:
         return
+    blocked = False  # a configuration the estimate cannot build cannot train either: one error, no button
     try:
         secs, steps = estimate_seconds(cfg)
         st.caption(f"about {secs:.1f} s on this machine ({steps} steps x {cfg.grad_evals_per_step} gradient "
                    f"evaluation{'s' if cfg.grad_evals_per_step > 1 else ''} per step)")
     except (ValueError, DataError, RuntimeError) as e:
         show_error(e)
+        blocked = True
     b1, b2 = st.columns([1, 5])
-    go_ = b1.button("Train", type="primary", key="train_go")
+    go_ = b1.button("Train", type="primary", key="train_go", disabled=blocked)
     b2.button("Stop", key="train_stop", on_click=_request_stop, help="Stops training; nothing is saved.")
     if go_:
         res = run_training(cfg, name)
@@ -421,6 +430,10 @@ def _show_compare(last: dict) -> None:
         "trace_stderr": st.column_config.NumberColumn("± stderr", format="%.2f"),
         "sec_per_epoch": st.column_config.NumberColumn("s / epoch", format="%.2f"),
     })
+    for p in paths:
+        health = run_health(load_run_cached(p).meta)
+        if health is not None:
+            st.error(f"**{load_run_cached(p).name}** ({health['status']}): {health['message']}", icon="⚠️")
     histories = {load_run_cached(p).name: load_run_cached(p).meta["history"] for p in paths}
     _compare_curves_fragment(histories)
     if len(paths) >= 2:

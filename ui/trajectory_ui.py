@@ -17,7 +17,6 @@ from .state import count
 
 CAPTION = ("PCA of the snapshots theta_i - theta_final (Li et al. 2018, section 7). A point drawn on the plane "
            "is the checkpoint only if its off-plane residual is small.")
-RESIDUAL_WARNING = 0.3  # warn when a snapshot's relative off-plane residual exceeds this
 
 
 @dataclass(frozen=True)
@@ -63,20 +62,22 @@ def summary(v: TrajectoryView) -> None:
     m1, m2, m3 = st.columns(3)
     m1.metric("variance in the plane", f"{100 * sum(proj.explained_variance_ratio):.1f}%",
               help="PC1 + PC2 explained-variance ratio")
-    m2.metric("largest relative residual", f"{100 * proj.max_relative_residual:.1f}%",
-              help="max_i ||off-plane part|| / ||theta_i - theta_final||")
+    verdict = proj.off_plane_verdict()  # the engine decides when the plane misrepresents the path
+    m2.metric("largest off-plane distance", f"{100 * verdict['max_extent_residual']:.1f}%",
+              help="max_i ||off-plane part of theta_i - theta_final|| / max_j ||theta_j - theta_final||")
     m3.metric("final loss", f"{proj.true_loss[-1]:.4g}")
-    if proj.max_relative_residual > RESIDUAL_WARNING:
-        st.warning("Some snapshots lie far off the plane (relative residual > 30%): there the surface value is "
-                   "not the checkpoint's loss. Compare the two curves below.")
+    if verdict["warn"]:
+        st.warning(verdict["note"])
+    else:
+        st.caption(verdict["note"])
 
 
 def path_rows(proj: TrajectoryProjection) -> list[dict]:
     """One row per snapshot: step, plane coordinates, residuals, true loss and surface value."""
     return [{"step": int(s), "pc1": float(c[0]), "pc2": float(c[1]), "residual": float(r),
-             "relative_residual": float(rr), "true_loss": float(t), "surface_value": float(p)}
-            for s, c, r, rr, t, p in zip(proj.steps, proj.coords, proj.residual_norm, proj.relative_residual,
-                                         proj.true_loss, proj.plane_loss)]
+             "relative_residual": float(rr), "residual_over_extent": float(er), "true_loss": float(t), "surface_value": float(p)}
+            for s, c, r, rr, er, t, p in zip(proj.steps, proj.coords, proj.residual_norm, proj.relative_residual,
+                                             proj.extent_residual, proj.true_loss, proj.plane_loss)]
 
 
 @st.fragment
@@ -99,8 +100,8 @@ def view(v: TrajectoryView) -> None:
         proj.steps, {"true loss (checkpoint)": proj.true_loss, "surface value at the projection": proj.plane_loss},
         xlabel="step", ylabel="loss", title="True loss vs surface value along the path", log=log,
         dashes={"surface value at the projection": "dash"}), key="traj_losses")
-    p2.plotly_chart(figures.path_values_figure(proj.steps, {"relative residual": proj.relative_residual},
-                                               xlabel="step", ylabel="||off-plane|| / ||theta_i - theta_final||",
+    p2.plotly_chart(figures.path_values_figure(proj.steps, {"off-plane distance / path extent": proj.extent_residual},
+                                               xlabel="step", ylabel="||off-plane|| / max_j ||theta_j - theta_final||",
                                                title="Off-plane residual per snapshot"), key="traj_residual")
     e1, e2, e3 = st.columns(3)
     e1.download_button("Path table (CSV)", exports.table_csv_bytes(path_rows(proj)), "trajectory.csv",

@@ -19,12 +19,13 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from landscape_core.data import DATASETS, DataError
-from landscape_core.runs import RunError
+from landscape_core.health import run_health
+from landscape_core.runs import RunError, read_meta
 from landscape_core.uploads import ImportReport, UploadError, import_checkpoint, import_report, inspect_upload
 
 from .cache import clear_caches
 from .common import error_line, show_error
-from .state import set_active_run, workspace
+from .state import refresh_active_run_caption, set_active_run, workspace
 
 # the file widget's filter only; the engine decides the format by content (magic bytes)
 ACCEPTED_TYPES = ["zip", "safetensors", "pt", "pth", "th", "bin", "ckpt", "onnx"]
@@ -215,6 +216,7 @@ def import_block(filename: str, data: bytes, s: ProbeSettings) -> None:
         set_active_run(out.path)
         st.session_state["probe_last"] = out.path
         st.session_state["probe_ok"] = out.message
+        refresh_active_run_caption()
         st.rerun()  # the sidebar was drawn before the import: draw it again with the new active run
     else:
         st.session_state.pop("probe_last", None)
@@ -253,6 +255,9 @@ def report_view() -> None:
                                           ("train_acc", "train acc"), ("test_acc", "test acc"))):
             v = rep.metrics.get(k)
             col.metric(label, "-" if v is None else (f"{v:.1%}" if k.endswith("acc") else f"{v:.4f}"))
+    health = run_health(read_meta(path))  # set by the import plausibility check (health.check_import)
+    if health is not None:
+        st.error(f"**Suspect import**: {health['message']}")
     st.caption("Key mapping: " + ("the file's names differ from the model's; matched by graph order and shapes."
                                   if rep.renamed else "the file's names are the model's own."))
     st.dataframe(rep.mapping_table(), hide_index=True)

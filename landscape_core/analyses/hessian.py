@@ -33,6 +33,11 @@ from ..results import from_fields
 from ..trace import TraceResult, hutchinson, hutchpp
 from .resolve import loss_function
 
+#: lambda_min within max(residual, ZERO_REL * lambda_max) of 0 counts as 0 (smallest-eigenvalue Lanczos tolerance)
+ZERO_REL = 1e-4
+#: negative curvature is reported as significant above this fraction of lambda_max
+NEG_REL = 0.01
+
 
 @dataclass(frozen=True)
 class CurvatureResult:
@@ -55,6 +60,57 @@ class CurvatureResult:
     @property
     def lambda_max(self) -> float:
         return self.eigenvalues[0]
+
+    def curvature_verdict(self) -> dict[str, Any]:
+        """What the smallest eigenvalue allows one to say: negative curvature, and the condition number.
+
+        ``lambda_min`` is taken from the exact spectrum when present (residual 0), else from the
+        smallest-eigenvalue Lanczos run (with its residual ``r = ||H v - lambda v||``, which bounds the
+        distance to a true eigenvalue for a symmetric ``H``), else from the condition summary. With
+        ``tol = max(r, ZERO_REL * lambda_max)`` (``ZERO_REL`` = 1e-4, the relative tolerance of that Lanczos
+        run, above float32 HVP rounding ~1e-6 relative):
+
+        - ``|lambda_min| <= tol``: ``lambda_min ~ 0`` within tolerance, the condition number is undefined;
+        - ``lambda_min < -tol`` and ``|lambda_min| > NEG_REL * lambda_max`` (``NEG_REL`` = 1%): significant
+          negative curvature (a saddle or an unconverged run), condition number undefined;
+        - ``lambda_min < -tol`` but smaller than 1% of ``lambda_max``: negligible negative curvature;
+        - ``lambda_min > tol``: condition number ``lambda_max / lambda_min``.
+
+        Returns:
+            ``{"lambda_min", "residual", "tolerance", "negative" ("significant" | "negligible" | None),
+            "condition" (float or None), "note" (one line for the user)}``.
+        """
+        lmax = float(self.eigenvalues[0])
+        cond = self.condition or {}
+        low = cond.get("lambda_min_lanczos") or {}
+        if self.exact_eigenvalues:
+            lmin, resid = float(min(self.exact_eigenvalues)), 0.0
+        elif low.get("value") is not None:
+            lmin, resid = float(low["value"]), float(low.get("residual") or 0.0)
+        else:
+            lmin, resid = float(cond.get("lambda_min", lmax)), 0.0
+        scale = max(abs(lmax), 1e-300)
+        tol = max(resid, ZERO_REL * scale)
+        out: dict[str, Any] = {"lambda_min": lmin, "residual": resid, "tolerance": tol, "negative": None,
+                               "condition": None}
+        if abs(lmin) <= tol:
+            out["note"] = (f"lambda_min ~ 0 within tolerance ({lmin:.3g}, |lambda_min| <= {tol:.2g} = max(Lanczos "
+                           f"residual, {ZERO_REL:g} x lambda_max)): condition number undefined.")
+        elif lmin < 0 and abs(lmin) > NEG_REL * scale:
+            out["negative"] = "significant"
+            out["note"] = (f"Negative curvature: lambda_min = {lmin:.3g} is {abs(lmin) / scale:.1%} of lambda_max "
+                           f"(threshold {NEG_REL:.0%}) and beyond its Lanczos residual {resid:.2g}: the point is not "
+                           "a minimum along that direction (a saddle or an unconverged run); condition number "
+                           "undefined.")
+        elif lmin < 0:
+            out["negative"] = "negligible"
+            out["note"] = (f"lambda_min = {lmin:.3g} is negative but only {abs(lmin) / scale:.2%} of lambda_max "
+                           f"(below the {NEG_REL:.0%} threshold): flat directions, not a saddle; condition "
+                           "number undefined.")
+        else:
+            out["condition"] = lmax / lmin
+            out["note"] = f"condition number lambda_max / lambda_min = {lmax / lmin:.3g}."
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -337,4 +393,4 @@ def ritz_history(alpha: Sequence[float], beta: Sequence[float]) -> list[list[flo
     return out
 
 
-__all__ = ["CurvatureResult", "analyze_hessian", "exact_trace_by_unit_vectors", "planned_hvps", "ritz_history"]
+__all__ = ["NEG_REL", "ZERO_REL", "CurvatureResult", "analyze_hessian", "exact_trace_by_unit_vectors", "planned_hvps", "ritz_history"]

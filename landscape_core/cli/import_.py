@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from ..runs import read_meta
     from ..uploads import MAX_BYTES, import_checkpoint
 
     src = Path(args.file)
@@ -123,6 +125,11 @@ def run(args: argparse.Namespace) -> dict:
         "notes": list(rep.notes),
         **{k: m.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
     }
+    meta = read_meta(rep.path)
+    out["status"] = meta.get("status", "ok")
+    out["check"] = (meta.get("health") or {}).get("message")
+    if out["status"] != "ok" and out["check"]:
+        print(f"warning: suspect import: {out['check']}", file=sys.stderr)
     if args.json:
         out["mapping"] = [r.to_dict() for r in rep.mapping]
     else:
@@ -132,7 +139,6 @@ def run(args: argparse.Namespace) -> dict:
 
 def _print_mapping(rep) -> None:
     """The key mapping as a table on stderr (stdout keeps the key: value summary)."""
-    import sys
 
     if not rep.renamed:
         print(f"mapping: the file's {len(rep.mapping)} keys are the model's own", file=sys.stderr)

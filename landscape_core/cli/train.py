@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -151,7 +152,10 @@ def run(args: argparse.Namespace) -> dict:
         "path": str(res.path), "name": res.meta["name"], "weights_hash": model_hash(res.model),
         "final": res.final, "seconds": time.perf_counter() - t0,
         "steps": res.meta["steps"], "grad_evals": res.meta["grad_evals"],
+        "status": res.meta.get("status", "ok"), "health": (res.meta.get("health") or {}).get("message"),
     }
+    if out["status"] != "ok" and out["health"]:
+        print(f"warning: {out['health']}", file=sys.stderr)
     return out
 
 

@@ -83,14 +83,29 @@ def test_linear_and_bezier_paths(app_test):
     assert float(z["center_loss"]) == pytest.approx(la, rel=1e-5)  # the plane's origin is run A
 
 
-def test_incompatible_runs_one_line_error(app_test):
+def test_run_b_is_offered_only_among_compatible_runs(app_test):
     at = app_test(PAGE, timeout=300)
     at.session_state["active_run"] = str(A)
-    at.session_state["conn_b"] = str(checkpoints_dir() / "moons-tiny")
+    at.session_state["conn_b"] = str(checkpoints_dir() / "moons-tiny")  # stale incompatible choice
     at.session_state["conn_samples"] = 128
+    at.session_state["conn_points"] = 5
     at.run()
-    assert not at.exception
-    assert at.error and "different" in at.error[0].value and "\n" not in at.error[0].value
+    assert not at.exception and not at.error
+    b = at.selectbox(key="conn_b")
+    names = {o.split(" (")[0] for o in b.options}  # options are labels "name (source, test acc ...)"
+    assert "moons-tiny" not in names  # other architecture and data
+    assert {"digits-adam", "digits-sam", "digits-sgd-sharp"} <= names and "digits-sgd" not in names
+    assert b.value != str(A) and "moons" not in b.value
+
+
+def test_run_without_a_compatible_partner_explains(app_test):
+    at = app_test(PAGE, timeout=300)
+    at.session_state["active_run"] = str(checkpoints_dir() / "moons-tiny")  # the only moons run
+    at.run()
+    assert not at.exception and not at.error
+    assert not at.get("progress")  # nothing started
+    msg = " ".join(i.value for i in at.info)
+    assert "No other run has the architecture and data of **moons-tiny**" in msg and "width=16" in msg
 
 
 def test_empty_workspace(app_test, empty_checkpoints):

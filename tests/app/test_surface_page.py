@@ -160,3 +160,19 @@ def test_plane_through_runs_and_coarse_preview(page):
                                         runs=tuple(others))
     assert analysis.has_result("surface", str(RUN), info["weights_hash"], replace(settings, grid=11))
     assert analysis.has_result("surface", str(RUN), info["weights_hash"], replace(settings, grid=13))
+
+
+def test_view_choice_survives_the_compute_button_stop(app_test):
+    """A grid above AUTO_POINTS waits for Compute (the view is not drawn); the chosen view comes back."""
+    at = app_test("pages/5_Loss_surface.py", timeout=300)
+    at.session_state["surf_samples"] = 128
+    at.run()
+    at.radio(key="surf_view").set_value("3d").run()
+    assert json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]["type"] == "surface"
+    at.slider(key="surf_grid").set_value(43).run()  # 43 x 43 > 41 x 41: waits for the button
+    assert not any(r.key == "surf_view" for r in at.radio) and not at.get("plotly_chart")
+    at.button(key="surf_compute").click().run()
+    assert not at.exception
+    assert at.radio(key="surf_view").value == "3d"
+    assert json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]["type"] == "surface"
+    assert not at.get("progress")

@@ -127,3 +127,17 @@ def test_missing_copy_without_network_is_a_one_line_data_error(tmp_path, monkeyp
         load_dataset(DatasetSpec(name=name, root=str(tmp_path / "empty")))
     msg = str(err.value)
     assert "\n" not in msg and name in msg and "download failed" in msg and str(tmp_path / "empty") in msg
+    # it says which files to put where, and leaves no empty folders behind
+    expected = "data_batch_1..5" if name == "cifar10" else f"{cls}/raw/ (train-images-idx3-ubyte"
+    assert expected in msg, msg
+    assert not (tmp_path / "empty").exists()
+
+
+def test_failed_download_keeps_existing_folders_and_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", _offline)
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    (tmp_path / "MNIST" / "raw" / "notes.txt").write_text("mine")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
+        load_dataset(DatasetSpec(name="mnist", root=str(tmp_path)))
+    assert (tmp_path / "MNIST" / "raw" / "notes.txt").read_text() == "mine" and (tmp_path / "other").is_dir()
