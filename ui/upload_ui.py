@@ -257,7 +257,7 @@ def report_view() -> None:
             col.metric(label, "-" if v is None else (f"{v:.1%}" if k.endswith("acc") else f"{v:.4f}"))
     health = run_health(read_meta(path))  # set by the import plausibility check (health.check_import)
     if health is not None:
-        st.error(f"**Suspect import**: {health['message']}")
+        st.warning(f"**Suspect import**: {health['message']}")
     st.caption("Key mapping: " + ("the file's names differ from the model's; matched by graph order and shapes."
                                   if rep.renamed else "the file's names are the model's own."))
     st.dataframe(rep.mapping_table(), hide_index=True)
