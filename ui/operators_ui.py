@@ -33,7 +33,6 @@ EXPLAIN: dict[str, str] = {
     "fisher-mc": "The Fisher with sampled labels (10 per example, seeded): an unbiased estimate of F, PSD.",
     "empirical-fisher": "(1/n) Σ gᵢ gᵢᵀ with the TRUE labels: not the Fisher (biased by the data), PSD.",
 }
-GUIDE = ("ggn-fisher", "Guide: GGN, Fisher and empirical Fisher")
 DEFAULT_OVERLAY = ("hessian", "ggn", "empirical-fisher")
 
 
@@ -47,6 +46,8 @@ def with_operator(settings: HessianSettings) -> HessianSettings:
     kind = st.radio("Curvature matrix", list(OPERATOR_KINDS), format_func=label, horizontal=True,
                     key="curv_operator", help="PSD: positive semi-definite by construction (no negative eigenvalues).")
     st.caption(EXPLAIN[kind])
+    if kind != "hessian":
+        guide_link("ggn-fisher", "Guide: GGN, Fisher and empirical Fisher (when each equals the Hessian)")
     return dataclasses.replace(settings, operator=kind)
 
 
@@ -100,7 +101,7 @@ def density_overlay_figure(densities: Mapping[str, tuple[Sequence[float], Sequen
 def overlay(run: str, info: dict, settings: HessianSettings) -> None:
     """Pick operators and overlay their top-k spectra or SLQ densities (same run, subset and settings)."""
     st.subheader("Compare curvature matrices")
-    guide_link(*GUIDE)
+    guide_link("ggn-fisher", "Guide: GGN, Fisher and empirical Fisher")
     c1, c2, c3 = st.columns([3, 1, 1])
     kinds = c1.multiselect("Operators", list(OPERATOR_KINDS), default=list(DEFAULT_OVERLAY), format_func=label,
                            key="curv_ov_kinds")
