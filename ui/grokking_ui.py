@@ -12,6 +12,7 @@ of filling the form.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
@@ -36,7 +37,7 @@ def preset_settings(steps: int) -> dict:
 
 def preset_section() -> None:
     """The Train page's "Grokking lab" expander: the preset's settings and a button that trains it."""
-    with st.expander("🧪 Grokking lab: train the preset (Transformer on a + b mod 47, AdamW, weight decay 1)"):
+    with st.expander("Grokking lab: train the preset (Transformer on a + b mod 47, AdamW, weight decay 1)"):
         st.write("Full-batch AdamW with a strong weight decay on half of the 47² pairs: the training accuracy "
                  "saturates within a few hundred steps, the test accuracy jumps much later (grokking). "
                  "lambda_max is measured every 100 steps; 40 trajectory snapshots are kept.")
@@ -80,11 +81,14 @@ def grokking_figure(history: Sequence[Mapping], sharpness: Sequence[Mapping], su
     if sharpness:
         fig.add_trace(go.Scatter(x=[int(r["step"]) for r in sharpness], y=[float(r["lambda_max"]) for r in sharpness],
                                  name="λ_max", mode="lines+markers", line={"color": "#9467bd"}), row=3, col=1)
-    for key, text, color in (("train_saturated_step", "train saturates", "#1f77b4"),
-                             ("test_jump_step", "test jumps", "#d62728")):
+    for key, text, color, anchor in (("train_saturated_step", "train saturates", "#1f77b4", "right"),
+                                     ("test_jump_step", "test jumps", "#d62728", "left")):
         if summary.get(key) is not None:
-            fig.add_vline(x=int(summary[key]), line={"dash": "dot", "color": color}, annotation_text=text,
-                          row="all", col=1)
+            x = int(summary[key])
+            fig.add_vline(x=x, line={"dash": "dot", "color": color}, row="all", col=1)
+            # an annotation on a log axis takes log10 coordinates (Plotly's convention; shapes take data values)
+            fig.add_annotation(x=math.log10(max(x, 1)) if log_x else x, y=0.5, text=text, showarrow=False, xanchor=anchor, font={"color": color},
+                               row=1, col=1)
     fig.update_xaxes(type="log" if log_x else "linear")
     fig.update_xaxes(title_text="optimizer step", row=3, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=1)
@@ -105,7 +109,7 @@ def curves_section() -> None:
         return
     paths = [r["path"] for r in runs]
     active = get_active_run()
-    with st.expander("📈 Grokking curves of a modular-addition run", expanded=active in paths):
+    with st.expander("Grokking curves of a modular-addition run", expanded=active in paths):
         c1, c2 = st.columns([3, 1])
         path = c1.selectbox("Modular-addition run", paths, index=paths.index(active) if active in paths else 0,
                             format_func=lambda p: next(r["name"] for r in runs if r["path"] == p), key="grok_run")
