@@ -19,11 +19,6 @@ MODEL_HELP = ("Token tasks (modular_addition, parity): transformer, lstm, gru. m
               "Images and 2-D point sets: mlp, cnn, resnet20.")
 
 
-def models() -> list[str]:
-    """Every model of the engine's registry, in registry order."""
-    return list(MODELS)
-
-
 def suitable(dataset: str) -> tuple[str, ...]:
     """The models that accept ``dataset``'s inputs (for the hint under the picker)."""
     if dataset in SEQUENCE_TASKS:

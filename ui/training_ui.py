@@ -18,6 +18,7 @@ from pathlib import Path
 import streamlit as st
 
 from landscape_core.data import DATASETS, TORCHVISION, DataError, DatasetSpec, load_dataset
+from landscape_core.models import MODELS
 from landscape_core.optimizers import ADAM_FAMILY, OPTIMIZERS, SCHEDULES
 from landscape_core.runs import RunError
 from landscape_core.surface import Surface
@@ -76,7 +77,7 @@ def train_form() -> tuple[TrainConfig | None, str | None]:
         problem = dataset_problem(ds)
         if problem:
             show_error(problem)
-        model = st.selectbox("Model", models_ui.models(), key="train_model", help=models_ui.MODEL_HELP)
+        model = st.selectbox("Model", list(MODELS), key="train_model", help=models_ui.MODEL_HELP)
         models_ui.pairing_hint(ds["name"], model)
         width, depth, channels, bn, act = 64, 2, 16, False, "relu"
         extra = models_ui.model_widgets(model, "train")  # issue 15: transformer / lstm / gru / cnn1d
@@ -257,7 +258,7 @@ def compare_form() -> tuple[TrainConfig | None, list[dict], str]:
         problem = dataset_problem(ds)
         if problem:
             show_error(problem)
-        model = st.selectbox("Model", models_ui.models(), key="cmp_model", help=models_ui.MODEL_HELP)
+        model = st.selectbox("Model", list(MODELS), key="cmp_model", help=models_ui.MODEL_HELP)
         models_ui.pairing_hint(ds["name"], model)
         extra = models_ui.model_widgets(model, "cmp")  # issue 15: transformer / lstm / gru / cnn1d
         width, depth = 32, 2
