@@ -7,6 +7,8 @@ Runs (all digits runs: MLP 64-64-64-10 tanh, the benchmark model, same initialis
 - ``digits-sgd-sharp``: large batch (1024) and high lr (0.5) without momentum, 30 epochs: few, large
   steps end in a visibly sharper region (top Hessian eigenvalue ~10x that of ``digits-sgd``).
 - ``moons-tiny``: moons, MLP 16-16-2 tanh (354 parameters), SGD: small enough for exact Hessians.
+- ``modadd-p47-grokking``: the grokking lab's preset (``presets.grokking_config``: Transformer on a + b mod 47,
+  full-batch AdamW, weight decay 1, 2000 steps) with 3 snapshots instead of 40, to stay under 1 MB.
 
 Each run keeps 12 trajectory snapshots. Usage: ``python scripts/make_checkpoints.py [--out DIR]``.
 """
@@ -29,6 +31,7 @@ from landscape_core.data import load_dataset  # noqa: E402
 from landscape_core.functional import LossFunction  # noqa: E402
 from landscape_core.models import count_parameters  # noqa: E402
 from landscape_core.params import model_hash  # noqa: E402
+from landscape_core.presets import grokking_config  # noqa: E402
 from landscape_core.training import TrainConfig, train  # noqa: E402
 
 DIGITS = dict(dataset={"name": "digits"}, model="mlp", width=64, depth=3, activation="tanh", epochs=30,
@@ -41,6 +44,7 @@ RUNS: dict[str, dict] = {
     "moons-tiny": dict(dataset={"name": "moons", "n_samples": 600, "noise": 0.2}, model="mlp", width=16,
                        depth=2, activation="tanh", optimizer="sgd", lr=0.1, momentum=0.9, batch_size=32,
                        epochs=60, snapshots=12, seed=0, init_seed=0),
+    "modadd-p47-grokking": grokking_config(snapshots=3).to_dict(),  # issue 15: the grokking lab's instant view
 }
 MAX_BYTES = 5 * 1024 * 1024
 

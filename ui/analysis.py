@@ -173,6 +173,7 @@ class HessianSettings:
     split: str = "train"
     seed: int = 0
     exact: bool = False
+    operator: str = "hessian"  # issue 15: curvature matrix (landscape_core.curvature_operators.OPERATOR_KINDS)
 
     def __post_init__(self) -> None:
         _positive("top_k", self.top_k)

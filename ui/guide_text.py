@@ -6,6 +6,8 @@ Each entry of :data:`SECTIONS` is ``(anchor, title, markdown)``. Other pages lin
 
 from __future__ import annotations
 
+from .guide_beyond import SECTIONS as BEYOND_SECTIONS  # issue 15: GGN / Fisher, grokking
+
 SECTIONS: list[tuple[str, str, str]] = [
     ("sharpness", "Sharpness and λ_max", r"""
 Near a minimum $\theta^*$ the loss looks like a bowl: a second-order Taylor expansion gives
@@ -180,5 +182,6 @@ true gradient shrinks.
 - **Learning curves**: train (solid) and test (dashed); the gap between them is the generalisation gap.
 """),
 ]
+SECTIONS.extend(BEYOND_SECTIONS)  # issue 15
 
 ANCHORS: tuple[str, ...] = tuple(a for a, _, _ in SECTIONS)

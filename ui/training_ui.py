@@ -25,6 +25,7 @@ from landscape_core.runs import RunError
 from landscape_core.surface import Surface
 from landscape_core.training import TrainConfig, TrainResult, train
 
+from . import models_ui
 from .cache import clear_caches
 from .common import guide_link, show_error
 from .state import presentation, refresh_active_run_caption, set_active_run, workspace
@@ -63,6 +64,7 @@ def dataset_spec_from_widgets(prefix: str = "train") -> dict:
         kw["train_size"] = st.select_slider("Training examples", [1000, 2000, 5000, 10000, 60000], value=5000,
                                             key=f"{prefix}_ntrain")
         kw["test_size"] = 2000
+    kw.update(models_ui.task_widgets(name, prefix))  # issue 15: modulus / train fraction, parity length
     return DatasetSpec.from_dict(kw).to_dict()
 
 
@@ -76,15 +78,17 @@ def train_form() -> tuple[TrainConfig | None, str | None]:
         problem = dataset_problem(ds)
         if problem:
             show_error(problem)
-        model = st.selectbox("Model", list(MODELS), key="train_model")
+        model = st.selectbox("Model", list(MODELS), key="train_model", help=models_ui.MODEL_HELP)
+        models_ui.pairing_hint(ds["name"], model)
         width, depth, channels, bn, act = 64, 2, 16, False, "relu"
+        extra = models_ui.model_widgets(model, "train")  # issue 15: transformer / lstm / gru / cnn1d
         if model == "mlp":
             width = st.select_slider("Width", [4, 8, 16, 32, 64, 128, 256], value=64, key="train_width")
             depth = st.slider("Hidden layers", 1, 6, 2, key="train_depth")
-        else:
+        elif model not in models_ui.NEW_MODELS:
             channels = st.select_slider("Channels", [4, 8, 16, 32], value=16 if model == "cnn" else 8,
                                         key="train_channels")
-        if model != "resnet20":
+        if model != "resnet20" and model not in models_ui.NEW_MODELS:
             act = st.selectbox("Activation", ["relu", "tanh", "gelu"], key="train_act")
             bn = st.toggle("BatchNorm", value=False, key="train_bn")
     with c2:
@@ -118,7 +122,7 @@ def train_form() -> tuple[TrainConfig | None, str | None]:
                           channels=channels, optimizer=opt, lr=float(lr), momentum=float(momentum),
                           weight_decay=float(wd), rho=float(rho), adaptive=bool(adaptive), batch_size=int(batch),
                           epochs=int(epochs), schedule=schedule, seed=int(seed), sharpness_every=int(sharp_every),
-                          snapshots=12)
+                          snapshots=12).replace(**extra)
     except ValueError as e:
         show_error(e)
         return None, None
@@ -137,7 +141,7 @@ def step_seconds(cfg_dict: dict) -> float:
     b = load_dataset(cfg.dataset)
     X, y = b.train
     xb, yb = X[: cfg.batch_size], y[: cfg.batch_size]
-    model = build_model(model_spec(cfg.model, b.input_shape, b.num_classes, **cfg.model_kwargs()), seed=0).train()
+    model = build_model(model_spec(cfg.model, b.input_shape, b.num_classes, **cfg.model_kwargs(b)), seed=0).train()
     opt = make_optimizer("sgd", model.parameters(), lr=1e-6)
     times = []
     for _ in range(4):
@@ -263,8 +267,13 @@ def compare_form() -> tuple[TrainConfig | None, list[dict], str]:
         problem = dataset_problem(ds)
         if problem:
             show_error(problem)
-        width = st.select_slider("MLP width", [8, 16, 32, 64, 128], value=32, key="cmp_width")
-        depth = st.slider("Hidden layers", 1, 4, 2, key="cmp_depth")
+        model = st.selectbox("Model", list(MODELS), key="cmp_model", help=models_ui.MODEL_HELP)
+        models_ui.pairing_hint(ds["name"], model)
+        extra = models_ui.model_widgets(model, "cmp")  # issue 15: transformer / lstm / gru / cnn1d
+        width, depth = 32, 2
+        if model == "mlp":
+            width = st.select_slider("MLP width", [8, 16, 32, 64, 128], value=32, key="cmp_width")
+            depth = st.slider("Hidden layers", 1, 4, 2, key="cmp_depth")
         epochs = st.slider("Epochs", 1, 50, 8, key="cmp_epochs")
         batch = st.select_slider("Batch size", [16, 32, 64, 128, 256], value=64, key="cmp_bs")
         seed = st.number_input("Seed (initialisation and data order)", 0, 10_000, 0, key="cmp_seed")
@@ -296,8 +305,8 @@ def compare_form() -> tuple[TrainConfig | None, list[dict], str]:
             e["adaptive"] = o == "asam"
         entries.append(e)
     try:
-        base = TrainConfig(dataset=ds, model="mlp", width=int(width), depth=int(depth), activation="tanh",
-                           batch_size=int(batch), epochs=int(epochs), seed=int(seed), snapshots=10)
+        base = TrainConfig(dataset=ds, model=model, width=int(width), depth=int(depth), activation="tanh",
+                           batch_size=int(batch), epochs=int(epochs), seed=int(seed), snapshots=10).replace(**extra)
     except ValueError as e:
         show_error(e)
         return None, [], budget

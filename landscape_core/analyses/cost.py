@@ -138,7 +138,7 @@ def estimate_cost(
 _HESSIAN_COUNTED = ("top_k", "trace", "trace_probes", "density", "density_probes", "lanczos_steps", "per_layer",
                     "smallest")
 _HESSIAN_OTHER = ("trace_method", "exact", "tol", "max_iter", "mode", "progress", "split", "seed", "device",
-                  "samples")
+                  "samples", "operator", "mc_samples")
 
 
 def plan_hessian(source: Any, *, samples: int | None = 512, split: str = "train", seed: int = 0,
