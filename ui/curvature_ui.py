@@ -7,6 +7,7 @@ import streamlit as st
 
 from landscape_core.analyses.hessian import CurvatureResult
 from landscape_core.analyses.study import check_against_exact
+from landscape_core.curvature_operators import OPERATOR_KINDS
 
 from . import analysis, exports, figures
 from .analysis import HessianSettings
@@ -74,7 +75,8 @@ def results(res: CurvatureResult) -> None:
     st.caption(f"{res.matvecs} HVPs in {res.seconds:.1f} s · {res.settings.get('examples')} examples · "
                f"HVP mode {res.settings.get('hvp_mode')}")
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("lambda_max", f"{res.eigenvalues[0]:.4g}", help="Largest Hessian eigenvalue (sharpness).")
+    matrix = OPERATOR_KINDS.get(res.settings.get("operator", "hessian"), "Hessian")
+    m1.metric("lambda_max", f"{res.eigenvalues[0]:.4g}", help=f"Largest eigenvalue of the {matrix} (sharpness).")
     m2.metric("trace", f"{tr.get('mean', float('nan')):.4g}", help=f"{tr.get('method')} with {tr.get('matvecs')} HVPs")
     m2.caption(f"+/- {tr.get('stderr') or 0:.2g} (standard error, {tr.get('method')})")
     verdict = res.curvature_verdict()  # the engine decides what may be said about lambda_min

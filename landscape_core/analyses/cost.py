@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..curvature_operators import curvature_operator
 from ..functional import LossFunction
 from ..hessian import hessian_operator, parameter_groups
 from .hessian import planned_hvps
@@ -104,8 +105,12 @@ def estimate_cost(
     hvps: int = 0,
     repeats: int = 3,
     mode: str = "auto",
+    operator: str = "hessian",
+    mc_samples: int = 10,
 ) -> CostEstimate:
-    """Time one of each needed unit on ``loss_fn`` (all its data) and extrapolate to the given counts."""
+    """Time one of each needed unit on ``loss_fn`` (all its data) and extrapolate to the given counts.
+
+    ``hvps`` are products with the curvature matrix ``operator`` (Hessian, GGN, Fisher, ...)."""
     for name, c in (("forwards", forwards), ("gradients", gradients), ("hvps", hvps)):
         if not (isinstance(c, int) and c >= 0):
             raise ValueError(f"{name} must be a non-negative integer, got {c!r}")
@@ -123,7 +128,10 @@ def estimate_cost(
     if gradients:
         per_g = _median_time(lambda: loss_fn.gradient(p), repeats)
     if hvps:
-        op = hessian_operator(loss_fn, mode=mode, check=False)  # type: ignore[arg-type]
+        if operator == "hessian":
+            op = hessian_operator(loss_fn, mode=mode, check=False)  # type: ignore[arg-type]
+        else:
+            op = curvature_operator(operator, loss_fn, mc_samples=mc_samples, check=False)
         v = torch.randn(op.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         v = v.to(op.device, op.dtype)
         op.matvec(v)  # the first product builds the retained gradient graph (or picks the mode): once
@@ -157,7 +165,8 @@ def plan_hessian(source: Any, *, samples: int | None = 512, split: str = "train"
     n = sum(v.numel() for v in lf.params0.values())
     hv = planned_hvps(n, num_layers=len(parameter_groups(names)),
                       **{k: v for k, v in settings.items() if k in _HESSIAN_COUNTED})
-    return estimate_cost(lf, hvps=hv, repeats=2)
+    return estimate_cost(lf, hvps=hv, repeats=2, operator=settings.get("operator", "hessian"),
+                         mc_samples=settings.get("mc_samples", 10))
 
 
 #: kept under its former name (``landscape_core.curvature.estimate_analysis_cost``)
