@@ -13,7 +13,9 @@ applied to ``v`` whatever the batch size. Three ways to differentiate twice:
 - ``"fwd_rev"``: forward-over-reverse, ``torch.func.jvp(torch.func.grad(L_b), (theta,), (v,))``.
 
 ``"auto"`` keeps the graphs when they fit a memory budget and otherwise measures the two recomputing
-modes once per (model, data size, device). The operator holds detached copies of the parameters; the caller's model and parameter dicts are never touched.
+modes once per (model, data size, device). ``matmat(V)`` computes a block of ``k`` products with shared
+work where there is some to share (one gradient graph per block in ``"rev_rev"``, vmapped tangents in
+``"fwd_rev"``, optionally one vmapped double backward; see :meth:`HessianOperator.matmat`). The operator holds detached copies of the parameters; the caller's model and parameter dicts are never touched.
 Estimators (Lanczos, trace, density) take such an operator *or a plain dense symmetric tensor*
 (wrapped in :class:`~landscape_core.operators.DenseOperator`), never a model.
 
