@@ -312,9 +312,12 @@ class HessianOperator(ParameterOperator):
                 return self._flat_rows(hv, k)
             except RuntimeError:  # an op without a vmap rule: products one by one from now on
                 self.batched = False
-        return torch.stack([self._flatten([None if h is None else h.detach() for h in
-                                           self._retained_hvp(leaves, g, self._split(Vt[j]))])
-                            for j in range(k)])
+        rows = torch.empty(k, self.dim, device=self.device, dtype=self.dtype)
+        for j in range(k):  # each product written straight into its row (no stacking copy)
+            hv = self._retained_hvp(leaves, g, self._split(Vt[j]))
+            torch.cat([(torch.zeros(p.numel(), device=self.device, dtype=self.dtype) if h is None
+                        else h.detach().reshape(-1)) for h, p in zip(hv, self._var.values())], out=rows[j])
+        return rows
 
     def _fwd_rev_block(self, Xb: Tensor, yb: Tensor, Vt: Tensor) -> Tensor:
         """Forward-over-reverse for ``k`` tangents at once (``vmap`` of ``jvp(grad(L_b))``)."""
