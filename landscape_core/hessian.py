@@ -57,12 +57,13 @@ _RECOMPUTE_CHOICE: dict[tuple, str] = {}
 
 #: Whether :meth:`HessianOperator.matmat` differentiates a block of ``k`` vectors through a gradient graph
 #: in one vmapped double backward (``is_grads_batched=True``) instead of ``k`` backward passes, per device
-#: type. Measured on the digits MLP (1347 examples, 1 thread, CPU): the batched pass cost 1.3-4x *more*
-#: per product than the loop for k = 2..32 (vmap materialises expanded copies of the saved activations
-#: and the N x 64 matmuls are already near the matmul peak), so the CPU default is the loop; on CUDA the
-#: wider kernels are the point of batching. The ``fwd_rev`` mode always vmaps its tangents (measured
-#: 1.8x faster per product than single ``fwd_rev`` products at k = 4..16: the forward and first backward
-#: are shared by the block).
+#: type. Measured on the digits MLP (1347 examples, 1 thread, CPU, ``bench/bench_blocks.py``): the batched
+#: pass cost 1.5-4x *more* per product than the loop for k = 2..32 (vmap materialises expanded copies of
+#: the saved activations, and the N x 64 matmuls are already near the matmul peak), so the CPU default is
+#: the loop. CUDA defaults to batching (wider kernels, fewer launches), not measured here: no GPU; the
+#: code path is the one the CPU tests check. Independently of this flag, ``fwd_rev`` vmaps its tangents
+#: (1.3-1.8x cheaper per product at k = 4..16: forward and first backward shared by the block) and
+#: ``rev_rev`` builds one gradient graph per block (1.7x cheaper per product at k = 8).
 BATCHED_GRAPH_DEFAULT: dict[str, bool] = {"cpu": False, "cuda": True}
 
 
@@ -350,7 +351,9 @@ class HessianOperator(ParameterOperator):
         graph once per *block* (one forward + backward for ``k`` products), ``"fwd_rev"`` pushes the ``k``
         tangents through one vmapped forward-over-reverse pass, and with ``batched`` (default: CUDA
         only, see :data:`BATCHED_GRAPH_DEFAULT`) the double backward through a gradient graph is one
-        vmapped pass (``torch.autograd.grad(..., is_grads_batched=True)``) instead of ``k``.
+        vmapped pass (``torch.autograd.grad(..., is_grads_batched=True)``) instead of ``k``. In
+        ``"retained"`` mode on CPU it is a loop of single products writing into one output (no gain,
+        no loss). An op without a vmap rule makes it fall back to single products.
         """
         if V.ndim != 2 or V.shape[0] != self.dim:
             raise ValueError(f"matmat needs a ({self.dim}, m) matrix, got shape {tuple(V.shape)}")
