@@ -21,8 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .lanczos import lanczos_tridiagonal
+from .lanczos import lanczos_tridiagonal, lanczos_tridiagonals
 from .operators import LinearOperator, as_operator
+
+#: Bytes the probes' Lanczos bases may hold together when they run in lockstep (one block product per
+#: step); beyond it the probes run one after the other with one basis at a time.
+LOCKSTEP_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -123,9 +127,13 @@ def slq_density(
     start = op.matvecs
     gen = torch.Generator().manual_seed(seed)
     nodes, weights = [], []
-    for _ in range(num_probes):
-        z = torch.randint(0, 2, (op.dim,), generator=gen).to(torch.float64) * 2 - 1
-        a, b = lanczos_tridiagonal(op, z, lanczos_steps)
+    Z = [torch.randint(0, 2, (op.dim,), generator=gen).to(torch.float64) * 2 - 1 for _ in range(num_probes)]
+    itemsize = torch.empty(0, dtype=op.dtype).element_size()
+    if num_probes > 1 and num_probes * min(lanczos_steps, op.dim) * op.dim * itemsize <= LOCKSTEP_BYTES:
+        tridiagonals = lanczos_tridiagonals(op, torch.stack(Z, dim=1), lanczos_steps)  # one matmat per step
+    else:
+        tridiagonals = [lanczos_tridiagonal(op, z, lanczos_steps) for z in Z]
+    for a, b in tridiagonals:
         T = np.diag(a) + np.diag(b, 1) + np.diag(b, -1)
         th, S = np.linalg.eigh(T)
         nodes.append(th)

@@ -325,6 +325,53 @@ def krylov_basis(op: LinearOperator | Tensor, v0: Tensor, steps: int) -> tuple[T
     return V[:m].T, np.asarray(alpha), np.asarray(beta)
 
 
+def lanczos_tridiagonals(op: LinearOperator | Tensor, V0: Tensor, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`lanczos_tridiagonal` for the ``P`` columns of ``V0`` in lockstep: one ``matmat`` per step.
+
+    Each column runs its own recurrence (own basis, full reorthogonalisation, own breakdown test), with
+    the same arithmetic as ``P`` separate calls; the ``P`` products of a step go to the operator as one
+    block, so operators with a block product (e.g. the Hessian in ``rev_rev``/``fwd_rev`` mode or on
+    CUDA) share work between them. A column that breaks down leaves the block. Memory: ``P`` bases of
+    ``steps x n``.
+    """
+    op = as_operator(op)
+    n = op.dim
+    steps = min(int(steps), n)
+    if steps < 1:
+        raise ValueError(f"lanczos steps must be >= 1, got {steps}")
+    if V0.ndim != 2 or V0.shape[0] != n:
+        raise ValueError(f"start vectors must be a ({n}, P) matrix, got shape {tuple(V0.shape)}")
+    P = V0.shape[1]
+    V0 = V0.to(device=op.device, dtype=op.dtype)
+    norms = V0.norm(dim=0)
+    if bool((norms == 0).any()):
+        raise ValueError("a start vector is zero")
+    bases = torch.empty(P, steps, n, device=op.device, dtype=op.dtype)
+    bases[:, 0] = (V0 / norms).T
+    alphas: list[list[float]] = [[] for _ in range(P)]
+    betas: list[list[float]] = [[] for _ in range(P)]
+    active = list(range(P))
+    for j in range(steps):
+        W = op.matmat(bases[active, j].T) if len(active) > 1 else op.matvec(bases[active[0], j])[:, None]
+        still = []
+        for c, p in enumerate(active):
+            w, v = W[:, c], bases[p, j]
+            alphas[p].append(float(torch.dot(w.double(), v.double())))
+            if j == steps - 1:
+                continue
+            w = _orthogonalise(w, bases[p, : j + 1])
+            b = float(w.double().norm())
+            if b <= 1e-10 * max(abs(x) for x in alphas[p]):
+                continue
+            betas[p].append(b)
+            bases[p, j + 1] = w / b
+            still.append(p)
+        active = still
+        if not active:
+            break
+    return [(np.asarray(a), np.asarray(b)) for a, b in zip(alphas, betas)]
+
+
 def lanczos_tridiagonal(op: LinearOperator | Tensor, v0: Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """``steps`` Lanczos steps from ``v0`` (full reorthogonalisation): the tridiagonal ``(alpha, beta)``.
 

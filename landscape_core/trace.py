@@ -90,6 +90,23 @@ def _quad(op: LinearOperator, z: Tensor) -> float:
     return float(torch.dot(op.matvec(z).double(), z.double()))
 
 
+#: Probes per block product: the operator's ``matmat`` gets up to this many columns at once (operators
+#: with a block product share work between them; memory ``n x BLOCK``).
+BLOCK = 16
+
+
+def _quads(op: LinearOperator, Z: Tensor) -> np.ndarray:
+    """``z_i^T A z_i`` for the columns of ``Z``, by one block product."""
+    if Z.shape[1] == 1:
+        return np.array([_quad(op, Z[:, 0])])
+    return (op.matmat(Z).double() * Z.double()).sum(dim=0).cpu().numpy()
+
+
+def _probe_block(n: int, m: int, distribution: str, gen: torch.Generator, device, dtype) -> Tensor:
+    """``m`` probes drawn one column at a time: the same vectors as ``m`` single draws, in order."""
+    return torch.cat([_probes(n, 1, distribution, gen, device, dtype) for _ in range(m)], dim=1)
+
+
 def hutchinson(
     op: LinearOperator | Tensor,
     num_probes: int,
@@ -105,11 +122,11 @@ def hutchinson(
     gen = torch.Generator().manual_seed(seed)
     start = op.matvecs
     est = np.empty(num_probes)
-    for i in range(num_probes):
-        z = _probes(op.dim, 1, distribution, gen, op.device, op.dtype)[:, 0]
-        est[i] = _quad(op, z)
+    for i in range(0, num_probes, BLOCK):
+        m = min(BLOCK, num_probes - i)
+        est[i : i + m] = _quads(op, _probe_block(op.dim, m, distribution, gen, op.device, op.dtype))
         if progress is not None:
-            progress((i + 1) / num_probes, f"trace probe {i + 1}/{num_probes}")
+            progress((i + m) / num_probes, f"trace probe {i + m}/{num_probes}")
     running = np.cumsum(est) / np.arange(1, num_probes + 1)
     return TraceResult(float(est.mean()), _stderr(est), op.matvecs - start, est, running)
 
@@ -136,12 +153,14 @@ def hutchinson_to_stderr(
     min_probes = max(2, min(min_probes, max_probes))
     gen = torch.Generator().manual_seed(seed)
     start = op.matvecs
+    # the first min_probes as blocks (no stopping decision before them), then one probe at a time
     est: list[float] = []
-    while len(est) < max_probes:
+    while len(est) < min_probes:
+        m = min(BLOCK, min_probes - len(est))
+        est.extend(_quads(op, _probe_block(op.dim, m, distribution, gen, op.device, op.dtype)).tolist())
+    while _stderr(np.asarray(est)) > target_stderr and len(est) < max_probes:
         z = _probes(op.dim, 1, distribution, gen, op.device, op.dtype)[:, 0]
         est.append(_quad(op, z))
-        if len(est) >= min_probes and _stderr(np.asarray(est)) <= target_stderr:
-            break
     x = np.asarray(est)
     return TraceResult(float(x.mean()), _stderr(x), op.matvecs - start, x, np.cumsum(x) / np.arange(1, len(x) + 1))
 
@@ -195,10 +214,10 @@ def hutchpp(
         s = Q.shape[1]
     r = num_matvecs - (op.matvecs - start)
     est = np.empty(r)
-    for i in range(r):
-        g = _probes(n, 1, distribution, gen, op.device, op.dtype)[:, 0]
-        g = g - Q @ (Q.T @ g)
-        est[i] = _quad(op, g)
+    for i in range(0, r, BLOCK):  # residual probes (I - QQ^T) g, in blocks
+        G = _probe_block(n, min(BLOCK, r - i), distribution, gen, op.device, op.dtype)
+        G = G - Q @ (Q.T @ G)
+        est[i : i + G.shape[1]] = _quads(op, G)
     if r:
         mean = exact + float(est.mean())
         se = _stderr(est) if s < n else 0.0

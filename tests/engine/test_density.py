@@ -56,3 +56,18 @@ def test_smooth_can_resmooth_without_matvecs():
     with pytest.raises(ValueError, match="sigma"):
         smooth(r.ritz_values, r.ritz_weights, grid, sigma=0)
     assert set(r.to_dict()) >= {"grid", "density", "ritz_values", "ritz_weights", "sigma"}
+
+
+def test_lockstep_probes_give_the_same_density_as_sequential(monkeypatch):
+    import landscape_core.density as density
+    from landscape_core.operators import DenseOperator
+
+    A, _ = sym(40, seed=2)
+    op = DenseOperator(A)
+    a = slq_density(op, num_probes=3, lanczos_steps=15, seed=5)
+    assert op.matvecs == 45
+    monkeypatch.setattr(density, "LOCKSTEP_BYTES", 0)  # one probe after the other
+    b = slq_density(A, num_probes=3, lanczos_steps=15, seed=5)
+    for x, y in zip(a.ritz_values + a.ritz_weights, b.ritz_values + b.ritz_weights):
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)  # float64, 40-term dot products
+    np.testing.assert_allclose(a.density, b.density, rtol=1e-9, atol=1e-12)

@@ -145,3 +145,26 @@ def test_ritz_values_bound_the_smallest_eigenvalue_for_free():
     # Cauchy interlacing: the smallest Ritz value is >= lambda_min, and the top ones match
     assert float(r.ritz_values[0]) >= -2.0 - 1e-12
     assert float(r.ritz_values[-1]) == pytest.approx(10.0, abs=1e-7)
+
+
+def test_lockstep_tridiagonals_equal_separate_runs_including_early_breakdown():
+    from landscape_core.lanczos import lanczos_tridiagonal, lanczos_tridiagonals
+    from landscape_core.operators import DenseOperator
+
+    g = torch.Generator().manual_seed(4)
+    Q, _ = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=torch.float64))
+    A = (Q * torch.linspace(-2, 5, 12, dtype=torch.float64)) @ Q.T
+    V0 = torch.randn(12, 3, generator=g, dtype=torch.float64)
+    V0[:, 1] = Q[:, 0] + Q[:, 3]  # lies in a 2-dimensional invariant subspace: breaks down after 2 steps
+    op = DenseOperator(A)
+    block = lanczos_tridiagonals(op, V0, 8)
+    assert op.matvecs == 8 + 2 + 8
+    for p in range(3):
+        a, b = lanczos_tridiagonal(A, V0[:, p], 8)
+        assert len(block[p][0]) == len(a) and len(block[p][1]) == len(b)
+        # same arithmetic column by column; matmat vs matvec may differ in the last bits only
+        np.testing.assert_allclose(block[p][0], a, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(block[p][1], b, rtol=1e-12, atol=1e-12)
+    assert len(block[1][0]) == 2  # the invariant-subspace start stopped at its breakdown
+    with pytest.raises(ValueError, match="zero"):
+        lanczos_tridiagonals(A, torch.zeros(12, 2, dtype=torch.float64), 3)

@@ -121,3 +121,40 @@ def test_bad_arguments():
         hutchinson(A, 3, distribution="uniform")
     with pytest.raises(ValueError, match="num_matvecs >= 3"):
         hutchpp(A, 2)
+
+
+class _BlockCounter:
+    """A dense operator that records how many columns each product had."""
+
+    def __init__(self, A):
+        from landscape_core.operators import DenseOperator
+
+        self.op = DenseOperator(A)
+        self.widths: list[int] = []
+        orig = self.op.matmat
+
+        def matmat(V):
+            self.widths.append(V.shape[1])
+            return orig(V)
+
+        self.op.matmat = matmat
+
+
+def test_probes_go_in_blocks_and_match_single_probe_formula():
+    from landscape_core import trace
+
+    A = sym(30, seed=3)
+    c = _BlockCounter(A)
+    r = hutchinson(c.op, 20, seed=7)
+    assert c.widths == [trace.BLOCK, 20 - trace.BLOCK] and r.matvecs == 20
+    gen = torch.Generator().manual_seed(7)  # the same probes, drawn one at a time
+    zs = [torch.randint(0, 2, (30, 1), generator=gen, dtype=torch.int8).double()[:, 0] * 2 - 1 for _ in range(20)]
+    np.testing.assert_allclose(r.estimates, [float(z @ A @ z) for z in zs], rtol=1e-12, atol=1e-12)
+    # stopping rule unchanged: min_probes in one block, then one probe per decision
+    c2 = _BlockCounter(A)
+    s = hutchinson_to_stderr(c2.op, 1e-9, 14, min_probes=10, seed=7)
+    assert c2.widths == [10] and s.matvecs == 14
+    np.testing.assert_allclose(s.estimates, r.estimates[:14], rtol=1e-12, atol=1e-12)
+    c3 = _BlockCounter(A)
+    k = hutchpp(c3.op, 24, sketch="krylov", sketch_size=4, seed=1)
+    assert c3.widths == [trace.BLOCK, 20 - trace.BLOCK] and k.matvecs == 24  # 4 Lanczos steps, 20 probes
