@@ -1,7 +1,8 @@
 """The batched evaluator: loss and accuracy at many points ``theta0 + C @ D`` of parameter space at once.
 
-Moved verbatim out of :mod:`landscape_core.surface` (which keeps the ``Surface`` type and the grids).
-Speed comes from evaluating many grid points at once:
+:mod:`landscape_core.surface` keeps the ``Surface`` type and the grids; :mod:`landscape_core.model_chain`
+says how a model decomposes (chain of leaves, MLP op list, conv-BatchNorm folding). Speed comes from
+evaluating many grid points at once:
 
 * the parameters of ``P`` grid points are built as one small matmul per tensor,
   ``W[p] = W0 + C[p] @ D`` with ``C`` the ``(P, k)`` grid coefficients, and the network is run on all
@@ -25,11 +26,10 @@ with :func:`landscape_core.parallel.parallel_map` (joblib loky, or a Dask cluste
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,8 +37,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from .model_chain import chain_leaves, dry_run_max_activation, fold_conv_bn, has_conv, linear_chain_ops
 from .params import Params
 from .progress import ProgressFn
+from .threads import INTRA_OP
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes per chunk of grid points
 #: Stacked per-point weights the MLP fast path keeps hot per chunk (about a per-core L2 cache).
@@ -50,125 +52,6 @@ WIDE_BLOCK_ELEMS = 2**21
 
 
 # --- the batched evaluator --------------------------------------------------------------------------
-
-
-def _chain_leaves(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
-    """The model as a flat chain of ``(name prefix, module)``, or ``None`` if it is not a plain chain."""
-    from .models import MLP, SmallCNN
-
-    if isinstance(model, MLP):
-        roots: list[tuple[str, nn.Module]] = [("net", model.net)]
-    elif isinstance(model, SmallCNN):
-        roots = [("features", model.features), ("head", model.head)]
-    elif isinstance(model, nn.Sequential):
-        roots = [("", model)]
-    else:
-        return None
-    leaves: list[tuple[str, nn.Module]] = []
-
-    def walk(prefix: str, m: nn.Module) -> None:
-        if isinstance(m, nn.Sequential):
-            for name, child in m.named_children():
-                walk(f"{prefix}.{name}" if prefix else name, child)
-        else:
-            leaves.append((prefix, m))
-
-    for prefix, m in roots:
-        walk(prefix, m)
-    return leaves
-
-
-def _dry_run_max_activation(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x1: Tensor) -> int:
-    """Largest activation (entries per example) seen in a forward pass of one example."""
-    sizes = [x1[0].numel()]
-    hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(o[0].numel() if isinstance(o, Tensor) and o.ndim > 0 else 0))
-             for m in model.modules()]
-    try:
-        with torch.inference_mode():
-            functional_call(model, ({**params}, {**buffers}), (x1,))
-    finally:
-        for h in hooks:
-            h.remove()
-    return max(sizes)
-
-
-class _IntraOpThreads:
-    """Process-wide ``torch.set_num_threads(1)`` while any evaluation needs it (re-entrant, thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._saved = 1
-
-    def configured(self) -> int:
-        """The thread count the user configured (not our temporary 1)."""
-        with self._lock:
-            return self._saved if self._depth else torch.get_num_threads()
-
-    @contextlib.contextmanager
-    def single(self) -> Iterator[None]:
-        with self._lock:
-            if self._depth == 0:
-                self._saved = torch.get_num_threads()
-                torch.set_num_threads(1)
-            self._depth += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._depth -= 1
-                if self._depth == 0:
-                    torch.set_num_threads(self._saved)
-
-
-_INTRA_OP = _IntraOpThreads()
-
-
-def _has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
-
-
-def _fold_conv_bn(model: nn.Module) -> dict | None:
-    """A private copy of ``model`` with every eval-mode ``Conv2d -> BatchNorm2d`` pair fused, or ``None``.
-
-    ``BN(conv(x; W, c)) = conv(x; s * W, s * (c - mu) + beta)`` with ``s = gamma / sqrt(var + eps)`` per
-    output channel: the grid point's conv weights absorb its BatchNorm (see
-    :meth:`BatchedEvaluator._folded`), so each point runs one op fewer per layer with no activation
-    pass for the normalisation. Traced with ``torch.fx``; a conv whose output feeds anything besides
-    the BatchNorm, a model fx cannot trace, or no pair at all gives ``None`` (the plain path is used).
-    """
-    import copy
-
-    from torch import fx
-
-    try:
-        gm = fx.symbolic_trace(copy.deepcopy(model).eval())
-    except Exception:  # noqa: BLE001 - any tracing failure just means "no fused copy"
-        return None
-    mods = dict(gm.named_modules())
-    pairs: list[tuple[str, str]] = []
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or type(mods.get(node.target)) is not nn.BatchNorm2d:
-            continue
-        bn, prev = mods[node.target], node.args[0]
-        if not (isinstance(prev, fx.Node) and prev.op == "call_module" and type(mods.get(prev.target)) is nn.Conv2d
-                and len(prev.users) == 1 and bn.track_running_stats and bn.running_mean is not None):
-            continue
-        pairs.append((prev.target, node.target))
-        node.replace_all_uses_with(prev)
-        gm.graph.erase_node(node)
-    if not pairs:
-        return None
-    gm.graph.lint()
-    gm.recompile()
-    gm.delete_all_unused_submodules()  # the fused BatchNorms
-    for conv_name, _ in pairs:
-        conv = mods[conv_name]
-        if conv.bias is None:
-            conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device))
-    keep = {k for k, _ in gm.named_parameters()} | {k for k, _ in gm.named_buffers()}
-    info = [(c, b, mods[b].eps, mods[b].affine) for c, b in pairs]
-    return {"module": gm, "pairs": info, "keep": keep}
 
 
 class BatchedEvaluator:
@@ -208,13 +91,13 @@ class BatchedEvaluator:
         self.is_ce = loss_fn.loss_name == "cross_entropy"
         self._criterion = loss_fn._criterion
         self.plan = self._make_plan() if fast_first_layer else None
-        if self.plan is not None and self.plan["rest"] is not None and _has_conv(self.plan["rest"]):
+        if self.plan is not None and self.plan["rest"] is not None and has_conv(self.plan["rest"]):
             # convolutions after the first layer: vmap would turn them into slow grouped convolutions and
             # the shortcut saves little, so such models take the generic path (one point at a time)
             self.plan = None
         n_params = sum(v.numel() for v in self.origin.values())
         x1 = loss_fn.batches[0][0][:1]
-        act = _dry_run_max_activation(self.model, self.origin, self.buffers, x1)
+        act = dry_run_max_activation(self.model, self.origin, self.buffers, x1)
         bytes_per = torch.finfo(dt).bits // 8
         per_point = bytes_per * (4 * loss_fn.batch_size * act + 2 * n_params)
         self.chunk = max(1, int(memory_budget // max(per_point, 1)))
@@ -232,14 +115,14 @@ class BatchedEvaluator:
                     for op in self.plan["ops"] if op[0] == "linear")
                 self.chunk = max(1, min(self.chunk, 16, int(WEIGHT_CACHE_BYTES // max(wbytes, 1))))
         # conv nets evaluated point by point: BatchNorm folded into the convs, channels_last inputs
-        self._conv = _fold_conv_bn(self.model) if self.plan is None and _has_conv(self.model) else None
+        self._conv = fold_conv_bn(self.model) if self.plan is None and has_conv(self.model) else None
         self._x_cl: dict[int, Tensor] = {}
         self._buffers: dict[int, dict[tuple, Tensor]] = {}
         self.k_align = 1  # pad the matmuls' inner dimension to a multiple of this (1: no padding)
 
     # -- plan for chain models with a Linear/Conv first layer --
     def _make_plan(self) -> dict | None:
-        leaves = _chain_leaves(self.model)
+        leaves = chain_leaves(self.model)
         if not leaves:
             return None
         first = next((i for i, (_, m) in enumerate(leaves) if any(True for _ in m.parameters())), None)
@@ -267,7 +150,7 @@ class BatchedEvaluator:
         full = {f"{pfx}.{n}" if pfx else n for n in local}
         if set(rest_map.values()) | full != set(self.names) or not set(rest_buf.values()) <= set(self.buffers):
             return None
-        ops = _linear_chain_ops(leaves[first + 1 :], self.buffers)
+        ops = linear_chain_ops(leaves[first + 1 :], self.buffers)
         wname = f"{pfx}.weight" if pfx else "weight"
         bname = (f"{pfx}.bias" if pfx else "bias") if layer.bias is not None else None
         return {
@@ -329,14 +212,14 @@ class BatchedEvaluator:
                 loss[s : s + len(C)] = lo
                 correct[s : s + len(C)] = co
 
-        threads = _INTRA_OP.configured()
+        threads = INTRA_OP.configured()
         if self._mlp_fast and self.loss_fn.device.type == "cpu" and threads > 1 and len(starts) > 1:
             # The MLP path's ops are small (cache-sized blocks): OpenMP inside each op mostly waits at
             # barriers, badly so on busy machines. Run whole chunks on parallel Python threads instead
             # (torch releases the GIL), each single-threaded, and restore the setting afterwards.
             from concurrent.futures import ThreadPoolExecutor
 
-            with _INTRA_OP.single():
+            with INTRA_OP.single():
                 with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
                     list(pool.map(run, starts))
         else:
@@ -378,7 +261,7 @@ class BatchedEvaluator:
                 def full_fn(p, x):
                     return torch.stack([functional_call(gm, self._folded({k: v[i] for k, v in p.items()}), (x,))
                                         for i in range(P)])
-            elif _has_conv(self.model):  # vmap turns convs into slow grouped convs: loop over points
+            elif has_conv(self.model):  # vmap turns convs into slow grouped convs: loop over points
                 def full_fn(p, x):
                     return torch.stack([full_one({k: v[i] for k, v in p.items()}, x) for i in range(P)])
             else:
@@ -406,7 +289,7 @@ class BatchedEvaluator:
 
     def _channels_last(self, bi: int, Xb: Tensor) -> Tensor:
         """Batch ``bi`` in channels_last layout for conv nets on CPU (measured ~1.5x per ResNet-20 point)."""
-        if not (_has_conv(self.model) and self.plan is None and Xb.ndim == 4 and Xb.device.type == "cpu"):
+        if not (has_conv(self.model) and self.plan is None and Xb.ndim == 4 and Xb.device.type == "cpu"):
             return Xb
         if bi not in self._x_cl:
             self._x_cl[bi] = Xb.contiguous(memory_format=torch.channels_last)
@@ -615,38 +498,6 @@ class BatchedEvaluator:
         return loss / self.loss_fn.n, correct
 
 
-_INPLACE_ACT: dict[type, Callable[[nn.Module], Callable[[Tensor], Tensor]]] = {
-    nn.Sigmoid: lambda m: torch.sigmoid_,
-    nn.GELU: lambda m: (lambda h, a=m.approximate: nn.functional.gelu(h, approximate=a)),
-    nn.ELU: lambda m: (lambda h, a=m.alpha: nn.functional.elu_(h, a)),
-    nn.Softplus: lambda m: (lambda h, b=m.beta, t=m.threshold: nn.functional.softplus(h, b, t)),
-    nn.Identity: lambda m: (lambda h: h),
-    nn.Dropout: lambda m: (lambda h: h),  # eval mode
-}
-
-
-def _linear_chain_ops(leaves: list[tuple[str, nn.Module]], buffers: Mapping[str, Tensor]) -> list[tuple] | None:
-    """Linear / eval-BatchNorm1d / activation chain as explicit ops, or ``None`` if anything else occurs."""
-    ops: list[tuple] = []
-    full = lambda p, n: f"{p}.{n}" if p else n  # noqa: E731
-    for p, m in leaves:
-        if type(m) is nn.Linear:
-            ops.append(("linear", full(p, "weight"), full(p, "bias") if m.bias is not None else None))
-        elif type(m) is nn.BatchNorm1d and m.track_running_stats and m.running_mean is not None:
-            rm, rv = buffers[full(p, "running_mean")], buffers[full(p, "running_var")]
-            ops.append(("bn", full(p, "weight") if m.affine else None, full(p, "bias") if m.affine else None,
-                        rm, rv, m.eps))
-        elif type(m) is nn.Tanh:
-            ops.append(("tanh",))
-        elif type(m) is nn.ReLU:
-            ops.append(("relu",))
-        elif type(m) in _INPLACE_ACT:
-            ops.append(("act", _INPLACE_ACT[type(m)](m)))
-        else:
-            return None
-    return ops
-
-
 def _eval_job(job: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Top-level (picklable) work function: evaluate one chunk of grid points in a worker."""
     loss_fn, origin, directions, coords, threads, budget = job
@@ -680,7 +531,7 @@ def evaluate_points(
         elif progress is None:
             step = M  # one call: the evaluator chunks (and parallelises) internally
         else:  # ~20 progress updates, each large enough to keep the evaluator's threads busy
-            step = max(ev.chunk * max(1, _INTRA_OP.configured()), math.ceil(M / 20))
+            step = max(ev.chunk * max(1, INTRA_OP.configured()), math.ceil(M / 20))
         parts_l, parts_a = [], []
         for s in range(0, M, step):
             lo, ac = ev(coords[s : s + step])

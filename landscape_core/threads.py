@@ -23,6 +23,7 @@ loop wraps around its dense linear algebra (so the rule holds for library users 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
@@ -134,3 +135,40 @@ def apply_policy(role: Role = "cli") -> int:
         torch.set_num_threads(n)
     set_blas_threads(1)
     return torch.get_num_threads()
+
+
+class IntraOpThreads:
+    """Surface evaluation runs chunks on parallel Python threads, each single-threaded inside torch:
+    process-wide ``torch.set_num_threads(1)`` while any evaluation needs it (re-entrant, thread-safe)."""
+
+    def __init__(self) -> None:  # torch is imported lazily here, like everywhere in this module
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = 1
+
+    def configured(self) -> int:
+        """The thread count the user configured (not our temporary 1)."""
+        import torch
+
+        with self._lock:
+            return self._saved if self._depth else torch.get_num_threads()
+
+    @contextmanager
+    def single(self) -> Iterator[None]:
+        import torch
+
+        with self._lock:
+            if self._depth == 0:
+                self._saved = torch.get_num_threads()
+                torch.set_num_threads(1)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    torch.set_num_threads(self._saved)
+
+
+INTRA_OP = IntraOpThreads()
