@@ -96,5 +96,7 @@ def test_probe_fc3_safetensors_and_dataparallel_th_then_curvature(app_server, pa
     # cross-entropy's Gauss-Newton part is positive semi-definite and dominates at this untrained point,
     # so the largest eigenvalue is a finite positive number (a failed computation shows no metric at all)
     assert 0 < value < 1e6, lam
-    assert "model_best" in page.locator('[data-testid="stSelectbox"]').filter(has_text="Run").first.inner_text()
+    picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="Run").first
+    shown = picker.inner_text() + " " + picker.locator("input").first.input_value()
+    assert "model_best" in shown, shown  # the page's run picker shows the import (label or search input)
     screenshot(page, "probe-curvature")
