@@ -31,6 +31,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import streamlit.components.v1 as components
+from plotly.subplots import make_subplots
 
 from landscape_core.analyses.hessian import CurvatureResult
 from landscape_core.analyses.surface import SurfaceResult
@@ -154,8 +155,8 @@ def numbers_md(x: Mapping[str, Any]) -> str:
     """The numbers beside a run's panel (markdown, four short lines)."""
     r, h = x["row"], x["hessian"]
     lo, hi = lam_range(x)
-    return (f"λ_max **{lo:.3g}–{hi:.3g}**  \ntrace **{_trace_text(h)}**  \n"
-            f"test acc **{_acc(r, 'test_acc')}** · gap **{_acc(r, 'acc_gap', True)}**")
+    return (f"λ_max **{lo:.2g}–{hi:.2g}**  \ntrace **{_trace_text(h)}**  \n"
+            f"test acc **{_acc(r, 'test_acc')}**  \ngap **{_acc(r, 'acc_gap', True)}**")
 
 
 def _by(results: list[dict]) -> dict[str, dict]:
@@ -246,12 +247,15 @@ def accuracy_claims(results: list[dict]) -> list[str]:
     return out
 
 
-def random_claim(results: list[dict]) -> str:
+def random_claim(results: list[dict], short: bool = False) -> str:
     """What the random-direction slice shows, compared with the lambda_max order."""
     by_rand = sorted(results, key=lambda x: _edge_rise(x["random"]))
     by_lam = sorted(results, key=lambda x: x["hessian"].eigenvalues[0])
     if [x["row"]["name"] for x in by_rand] == [x["row"]["name"] for x in by_lam]:
         return "Along this random direction the runs keep the λ_max order."
+    if short:
+        return (f"Along a random direction {label(by_rand[0]['row'])} rises least, yet "
+                f"{label(by_lam[0]['row'])} has the smallest λ_max.")
     return (f"Along this random direction {label(by_rand[0]['row'])} rises least, although "
             f"{label(by_lam[0]['row'])} has the smallest λ_max: a random direction averages over many "
             "curvatures and almost misses the sharpest one.")
@@ -275,10 +279,10 @@ def zcap(results: list[dict]) -> float:
 
 def panel_figure(x: Mapping[str, Any], kind: str, cap: float, height: int) -> go.Figure:
     """One run's loss rise on the plane of its top-2 Hessian eigenvectors (``kind`` ``"3d"`` or
-    ``"contour"``), cut at ``cap`` (stated in the figure's title)."""
+    ``"contour"``), clipped at ``cap`` (stated in the figure's title): a flat top with the basin as a hole."""
     s = x["plane"].surface
     d = _delta(x["plane"])
-    z = np.where(d <= cap, d, np.nan)
+    z = np.minimum(d, cap)
     lo = min(0.0, float(np.nanmin(d)))
     a = np.asarray(s.alphas, np.float64)
     b = np.asarray(s.betas, np.float64)
@@ -292,15 +296,16 @@ def panel_figure(x: Mapping[str, Any], kind: str, cap: float, height: int) -> go
                                  "yaxis": {**ax, "title": {"text": "v2"}, "range": [b[0], b[-1]]},
                                  "zaxis": {**ax, "title": {"text": ""}, "range": [lo, cap]},
                                  "aspectmode": "manual", "aspectratio": {"x": 1, "y": 1, "z": 0.7},
-                                 "camera": {"eye": {"x": 1.35, "y": -1.35, "z": 1.0}}})
+                                 "camera": {"eye": {"x": 1.45, "y": -1.45, "z": 1.55}}})
     else:
         fig = go.Figure(go.Contour(x=a, y=b, z=d, zmin=lo, zmax=cap, colorscale="Viridis", showscale=False,
                                    contours={"coloring": "fill", "start": 0.0, "end": cap, "size": cap / 8},
                                    hovertemplate=hover))
         fig.update_xaxes(title={"text": "v1", "standoff": 2}, showticklabels=False)
         fig.update_yaxes(title={"text": "v2", "standoff": 2}, showticklabels=False, scaleanchor="x")
-    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 26, "b": 0},
-                      title={"text": title, "font": {"size": 13}, "x": 0.02, "y": 0.98})
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 30, "b": 0},
+                      title={"text": title, "font": {"size": 13}, "x": 0.02, "y": 1.0, "yref": "container",
+                             "yanchor": "top", "pad": {"t": 6}})
     return fig
 
 
@@ -328,11 +333,11 @@ def slices_figure(results: list[dict], which: str, height: int, legend: bool = T
             fig.add_trace(go.Scatter(x=np.asarray(s.alphas, np.float64), y=_delta(x["random"]), mode="lines",
                                      name=name, line={"color": c, "width": 3}))
     if which == "eig":
-        xt = "distance along the run's top Hessian eigenvector"
+        xt = "t along top eigenvector"
         ytop = max(float(np.nanmax(_delta(x["plane"])[len(x["plane"].surface.betas) // 2])) for x in results)
         fig.update_yaxes(range=[-0.05 * ytop, 1.1 * ytop])
     else:
-        xt = "step along a random filter-normalised direction"
+        xt = "t along random direction"
     fig.update_layout(
         height=height, margin={"l": 0, "r": 0, "t": 30, "b": 0}, showlegend=legend,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"},
@@ -358,28 +363,47 @@ def stability_figure(results: list[dict], lr: float, height: int) -> go.Figure:
 # --- normal page ------------------------------------------------------------------------------------
 
 
+def panels_figure(results: list[dict], kind: str, cap: float, height: int, titles: bool = False) -> go.Figure:
+    """All runs' panels (:func:`panel_figure`) side by side in one figure that scales with its container;
+    with ``titles`` each panel is titled with its run and lambda_max."""
+    n = len(results)
+    spec = {"type": "scene"} if kind == "3d" else {}
+    names = [f"{label(x['row'])}: λ_max {x['hessian'].eigenvalues[0]:.3g}" for x in results] if titles else None
+    fig = make_subplots(rows=1, cols=n, specs=[[dict(spec) for _ in range(n)]], horizontal_spacing=0.02,
+                        subplot_titles=names)
+    for i, x in enumerate(results):
+        one = panel_figure(x, kind, cap, height)
+        fig.add_trace(one.data[0], row=1, col=i + 1)
+        if kind == "3d":
+            fig.layout[f"scene{i + 1 if i else ''}"].update(one.layout.scene)
+        else:
+            fig.update_xaxes(title={"text": "v1", "standoff": 2}, showticklabels=False, row=1, col=i + 1)
+            fig.update_yaxes(title={"text": "v2" if i == 0 else "", "standoff": 2}, showticklabels=False,
+                             row=1, col=i + 1)
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 58 if titles else 30, "b": 0},
+                      title={"text": f"height and colour: loss rise above the trained point, clipped at {cap:g}",
+                             "font": {"size": 13}, "x": 0.0, "xanchor": "left", "y": 1.0, "yref": "container",
+                             "yanchor": "top", "pad": {"t": 6}})
+    return fig
+
+
 @st.fragment
 def panels_fragment(results: list[dict]) -> None:
-    """The per-run panels with their numbers; the View control reruns only this fragment."""
+    """The per-run panels with their numbers above; the View control reruns only this fragment."""
     simple = presentation()
     view = "3-D"
     if not simple:
         c1, c2 = st.columns([1, 2])
         view = c1.select_slider("View", ["contour", "3-D"], value="3-D", key="home_view")
-        c2.caption(f"Each panel: the loss on the plane of the run's top two Hessian eigenvectors v1, v2 (unit "
-                   f"vectors, ±0.5 in weight space); height and colour are the rise above the trained point, "
-                   f"capped at {zcap(results):g} for all panels.")
+        c2.caption("Each panel: the loss on the plane of the run's top two Hessian eigenvectors v1, v2 (unit "
+                   "vectors, ±0.5 in weight space), on one height scale for all panels.")
     kind = "3d" if view == "3-D" else "contour"
     cap = zcap(results)
-    cols = st.columns(len(results))
-    for c, x in zip(cols, results):
-        with c:
-            if simple:
-                st.markdown(f"**{label(x['row'])}** · λ_max {x['hessian'].eigenvalues[0]:.3g}")
-            else:
-                st.markdown(f"**{label(x['row'])}**  \n" + numbers_md(x))
-            st.plotly_chart(panel_figure(x, kind, cap, 300 if simple else 250), key=f"home_panel_{x['row']['name']}",
-                            config=PLOT_CONFIG)
+    if not simple:
+        for c, x in zip(st.columns(len(results)), results):
+            c.markdown(f"**{label(x['row'])}**  \n" + numbers_md(x))
+    st.plotly_chart(panels_figure(results, kind, cap, 330 if simple else 250, titles=simple), key="home_panels",
+                    config=PLOT_CONFIG)
 
 
 def render_home() -> None:
@@ -443,18 +467,19 @@ def _overview() -> None:
 
 _KEYS_JS = """
 <script>
+// Arrow keys click Previous / Next in the app's page. Each redraw of this frame replaces the listener
+// (a listener left by a removed frame would belong to a dead window).
 const doc = window.parent.document;
-if (!doc.__leArrowKeys) {
-  doc.__leArrowKeys = true;
-  doc.addEventListener("keydown", (e) => {
-    const t = e.target;
-    if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.getAttribute("role") === "slider")) return;
-    const want = e.key === "ArrowRight" ? "Next" : e.key === "ArrowLeft" ? "Previous" : null;
-    if (!want) return;
-    const b = Array.from(doc.querySelectorAll("button")).find((x) => x.innerText.trim().includes(want));
-    if (b && !b.disabled) { b.click(); e.preventDefault(); }
-  });
-}
+if (doc.__leArrowKeys) doc.removeEventListener("keydown", doc.__leArrowKeys);
+doc.__leArrowKeys = (e) => {
+  const t = e.target;
+  if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.getAttribute("role") === "slider")) return;
+  const want = e.key === "ArrowRight" ? "Next" : e.key === "ArrowLeft" ? "Previous" : null;
+  if (!want) return;
+  const b = Array.from(doc.querySelectorAll("button")).find((x) => x.innerText.trim().includes(want));
+  if (b && !b.disabled) { b.click(); e.preventDefault(); }
+};
+doc.addEventListener("keydown", doc.__leArrowKeys);
 </script>
 """
 
@@ -486,26 +511,32 @@ def talking_points(results: list[dict]) -> list[str]:
         pts.append(f"SAM minimises the worst loss in a small ball around the weights; here its λ_max is {verdict} "
                    f"than SGD's ({sam['hessian'].eigenvalues[0]:.3g} vs {sgd['hessian'].eigenvalues[0]:.3g}).")
     sharp = by.get("digits-sgd-sharp")
-    if sharp and sharp["row"].get("lr"):
+    if sharp and sharp["row"].get("lr") and sgd:
         lr = sharp["row"]["lr"]
         lam = sharp["hessian"].eigenvalues[0]
-        side = "below" if lam < 2 / lr else "above"
-        pts.append(f"Gradient descent with step lr is stable only where λ_max < 2/lr. The lr {lr:g} run "
-                   f"(limit {2 / lr:.3g}) ends at λ_max {lam:.3g}, {side} the limit and "
-                   f"{lam / sgd['hessian'].eigenvalues[0]:.1f}x sharper than lr {sgd['row']['lr']:g} SGD; "
-                   f"its training accuracy is {_acc(sharp['row'], 'train_acc')}." if sgd else
-                   f"Gradient descent with step lr is stable only where λ_max < 2/lr (here {2 / lr:.3g}).")
+        ratio = lr / sgd["row"]["lr"]
+        pts.append(f"Gradient descent is stable only where λ_max < 2/lr (momentum β raises it to (2+2β)/lr). "
+                   f"Here {ratio:g}x the learning rate ends at λ_max {lam:.3g}, "
+                   f"{'sharper' if flatter(sgd, sharp) else 'not flatter'} than lr {sgd['row']['lr']:g} SGD: "
+                   "the limit is a ceiling, not where SGD lands.")
     adam = by.get("digits-adam")
     if adam and sgd:
         pts.append(f"Adam's λ_max is {adam['hessian'].eigenvalues[0] / sgd['hessian'].eigenvalues[0]:.1f}x SGD's: "
-                   "adaptive steps rescale each coordinate, so plain-SGD stability limits do not bind it.")
-    pts.append("λ_max by Lanczos needs only Hessian-vector products (two backward passes each), never the "
-               f"{results[0]['hessian'].num_params:,}x{results[0]['hessian'].num_params:,} Hessian; "
-               "the trace by Hutchinson probes carries a standard error, quoted with it.")
-    pts.append("Random 2-D plots can mislead: " + random_claim(results).split(": ")[0].lower() + ".")
+                   "its per-coordinate step sizes escape SGD's 2/lr limit.")
+    n = results[0]["hessian"].num_params
+    pts.append(f"λ_max comes from Lanczos on Hessian-vector products, never the {n:,}x{n:,} Hessian; the trace "
+               "from Hutchinson probes, quoted with its standard error.")
+    pts.append("Random-direction plots can mislead. " + random_claim(results, short=True))
     pts.append("Flatness is not reparametrisation-invariant (Dinh et al. 2017): rescaling layers changes λ_max "
                "without changing the function, so compare runs of one architecture only.")
     return pts
+
+
+def _big(fig: go.Figure) -> go.Figure:
+    """Projector-sized text on a figure (ticks, axis titles, legend, annotations)."""
+    fig.update_layout(font={"size": 17}, legend={"font": {"size": 18}})
+    fig.update_annotations(font_size=17)
+    return fig
 
 
 def render_presentation(results: list[dict]) -> None:
@@ -521,14 +552,14 @@ def render_presentation(results: list[dict]) -> None:
         st.markdown("All four fit the training set. *Are the minima they land in alike?*")
     elif slide == "slices":
         st.header("Sharpness: how fast the loss rises")
-        st.plotly_chart(slices_figure(results, "eig", 380), key="slide_slices", config=PLOT_CONFIG)
+        st.plotly_chart(_big(slices_figure(results, "eig", 340)), key="slide_slices", config=PLOT_CONFIG)
         st.markdown("Each curve: the loss along that run's own sharpest direction (top Hessian eigenvector). "
                     "Dashed: λ_max t²/2. Steeper walls = sharper minimum.")
     elif slide == "surfaces":
         st.header("The basin around each minimum")
         panels_fragment(results)
-        st.markdown(f"Plane of the two sharpest directions, ±0.5 in weight space, rise capped at "
-                    f"{zcap(results):g} on every panel.")
+        st.markdown(f"Each run's loss on the plane of its two sharpest directions, ±0.5 in weight space, "
+                    f"clipped at a rise of {zcap(results):g}: a narrower hole is a sharper minimum.")
     elif slide == "numbers":
         st.header("Sharpness, measured")
         cols = st.columns(len(results))
@@ -541,15 +572,16 @@ def render_presentation(results: list[dict]) -> None:
         st.markdown(" ".join(claims(results)[1:3]))
     elif slide == "random":
         st.header("Why the usual picture misleads")
-        st.plotly_chart(slices_figure(results, "random", 380), key="slide_random", config=PLOT_CONFIG)
+        st.plotly_chart(_big(slices_figure(results, "random", 330)), key="slide_random", config=PLOT_CONFIG)
         st.markdown("The same four runs along one random filter-normalised direction. " + random_claim(results))
     elif slide == "live":
-        st.header("Try it: which minima can SGD stay in?")
-        lr = st.select_slider("SGD learning rate", [0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0], value=1.0,
+        st.header("Try it: which minima are stable?")
+        lr = st.select_slider("learning rate", [0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0], value=1.0,
                               key="slide_lr")
-        st.plotly_chart(stability_figure(results, lr, 330), key="slide_stability", config=PLOT_CONFIG)
+        st.plotly_chart(_big(stability_figure(results, lr, 280)), key="slide_stability", config=PLOT_CONFIG)
         unstable = [label(x["row"]) for x in results if x["hessian"].eigenvalues[0] > 2 / lr]
-        st.markdown(f"Gradient descent with step {lr:g} is stable only where λ_max < 2/lr = {2 / lr:.3g}. "
+        st.markdown(f"Plain gradient descent with step {lr:g} is stable only where λ_max < 2/lr = {2 / lr:.3g} "
+                    "(momentum β raises the limit to (2+2β)/lr). "
                     + (f"Unstable here: {', '.join(unstable)}." if unstable else "All four minima are stable."))
     elif slide == "talking":
         st.header("Interview talking points")

@@ -29,17 +29,21 @@ _BASE_CSS = """
 [data-testid="stSidebarNavLink"] span[label="app"] p { font-size: 0 !important; }
 [data-testid="stSidebarNavLink"] span[label="app"] p::after { content: "Home"; font-size: 0.875rem; }
 [data-testid="stMainBlockContainer"] { padding-top: 3rem; }
+/* style sheets and zero-height script frames take no room (each would add a gap between elements) */
+[data-testid="stElementContainer"]:has(style), [data-testid="stElementContainer"]:has(iframe[height="0"]) {
+  display: none; }
 </style>
 """
 #: presentation mode: large type, large metric values (larger than normal mode's 2.25rem), full-width
-#: Previous / Next buttons with large labels, a readable slide counter, little padding (one slide fits
+#: Previous / Next buttons with large labels, a readable slide counter, little padding below the header
+#: (Streamlit's fixed header, 3.75rem, takes clicks over whatever it covers), so one slide fits
 #: 1024x768 with the sidebar collapsed)
 _PRESENTATION_CSS = """
 <style>
 html, body, [data-testid="stAppViewContainer"] { font-size: 20px; }
-[data-testid="stMainBlockContainer"] { padding-top: 1.2rem; padding-bottom: 1rem; }
+[data-testid="stMainBlockContainer"] { padding-top: 4rem; padding-bottom: 0.5rem; }
 [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.3rem; line-height: 1.45; }
-[data-testid="stMetricValue"], [data-testid="stMetricValue"] div { font-size: 3rem !important; line-height: 1.15; }
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 3rem !important; line-height: 1.15 !important; }
 [data-testid="stMetricLabel"] p { font-size: 1.15rem !important; }
 [data-testid="stMain"] button p { font-size: 1.3rem !important; white-space: nowrap; }
 [data-testid="stMain"] button { min-height: 3rem; }

@@ -131,8 +131,25 @@ def test_home_layout(app_server, sized_page):
 
 
 def _metric_px(page) -> float:
+    """Font size of the first metric value's text (its innermost element)."""
     return page.locator('[data-testid="stMetricValue"]').first.evaluate(
-        "(e) => parseFloat(getComputedStyle(e.querySelector('div') || e).fontSize)")
+        "(e) => { while (e.firstElementChild) e = e.firstElementChild; return parseFloat(getComputedStyle(e).fontSize); }")
+
+
+_SCROLLS = """() => {
+  // the document or any scrolling box of the main area (the collapsed sidebar aside) taller than its
+  // window: the slide does not fit
+  const out = [];
+  const d = document.scrollingElement;
+  if (d.scrollHeight > window.innerHeight) out.push(d.scrollHeight);
+  const main = document.querySelector('[data-testid="stMain"]');
+  [main, ...main.querySelectorAll('*'), ...document.querySelectorAll('[data-testid="stAppViewContainer"]')].forEach((e) => {
+    const oy = getComputedStyle(e).overflowY;
+    if ((oy === 'auto' || oy === 'scroll') && e.clientHeight > 0 && e.scrollHeight > e.clientHeight + 1)
+      out.push(e.scrollHeight - e.clientHeight + window.innerHeight);
+  });
+  return out.length ? Math.max(...out) : 0;
+}"""
 
 
 _SIDEBAR_OPEN = """() => { const sb = document.querySelector('[data-testid="stSidebar"]');
@@ -172,8 +189,7 @@ def test_presentation_slides_fit_and_step(app_server, sized_page):
         tag = f"{_size_id(size)} slide {slide} ({heading!r})"
         problems += [f"{tag}: {p}" for p in _layout_problems(page)]
         win = page.evaluate("() => window.innerHeight")
-        content = page.evaluate("""() => Math.max(document.scrollingElement.scrollHeight,
-            document.querySelector('[data-testid="stMain"]').scrollHeight)""")
+        content = page.evaluate(_SCROLLS)
         if content > win:
             problems.append(f"{tag}: does not fit: content {content} px in a {win} px window")
         if _emoji_on_screen(page):
