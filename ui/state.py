@@ -29,6 +29,8 @@ _BASE_CSS = """
 [data-testid="stSidebarNavLink"] span[label="app"] p { font-size: 0 !important; }
 [data-testid="stSidebarNavLink"] span[label="app"] p::after { content: "Home"; font-size: 0.875rem; }
 [data-testid="stMainBlockContainer"] { padding-top: 3rem; }
+/* the running indicator's Stop (top right, shown while a script runs: .streamlit toolbarMode "viewer") */
+[data-testid="stStatusWidget"] button { color: #c92a2a !important; font-weight: 600; }
 /* style sheets and zero-height script frames take no room (each would add a gap between elements) */
 [data-testid="stElementContainer"]:has(style), [data-testid="stElementContainer"]:has(iframe[height="0"]) {
   display: none; }
