@@ -102,6 +102,18 @@ def _fake(name: str, lam: float, check: float, acc: float, lr: float = 0.05, opt
             "hessian": cr(lam), "check": cr(check)}
 
 
+def test_guide_links_open_the_guide_page_at_their_section(home):
+    """Guide links are page links (same tab, same session) carrying the section, not markdown links."""
+    from ui.guide_text import ANCHORS
+
+    links = home.get("page_link")
+    assert len(links) == 4
+    for link in links:
+        assert link.proto.page == "Guide" and link.proto.icon.startswith(":material/")
+        section = link.proto.query_string.removeprefix("section=")
+        assert section in ANCHORS, link.proto.query_string
+
+
 def test_claims_follow_the_numbers():
     from ui.home_ui import claims, flatter
 
