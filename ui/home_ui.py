@@ -16,7 +16,7 @@ a ten times larger learning rate for contrast. For each run the page shows:
 Every sentence of the text is generated from the numbers (:func:`claims`): one run is called flatter
 than another only when its lambda_max range lies entirely below the other's. All analyses ship in
 ``checkpoints/demo-analyses.json`` (``scripts/make_demo_cache.py``); a changed checkpoint is recomputed
-(cached). Presentation mode shows one idea per slide with Previous / Next buttons and arrow keys.
+(cached). Presentation mode shows one idea per slide with Back / Next buttons and the arrow keys.
 """
 
 from __future__ import annotations
@@ -467,14 +467,14 @@ def _overview() -> None:
 
 _KEYS_JS = """
 <script>
-// Arrow keys click Previous / Next in the app's page. Each redraw of this frame replaces the listener
+// Arrow keys click Back / Next in the app's page. Each redraw of this frame replaces the listener
 // (a listener left by a removed frame would belong to a dead window).
 const doc = window.parent.document;
 if (doc.__leArrowKeys) doc.removeEventListener("keydown", doc.__leArrowKeys);
 doc.__leArrowKeys = (e) => {
   const t = e.target;
   if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.getAttribute("role") === "slider")) return;
-  const want = e.key === "ArrowRight" ? "Next" : e.key === "ArrowLeft" ? "Previous" : null;
+  const want = e.key === "ArrowRight" ? "Next" : e.key === "ArrowLeft" ? "Back" : null;
   if (!want) return;
   const b = Array.from(doc.querySelectorAll("button")).find((x) => x.innerText.trim().includes(want));
   if (b && !b.disabled) { b.click(); e.preventDefault(); }
@@ -491,8 +491,8 @@ def _step(delta: int) -> None:
 
 def _nav() -> str:
     i = min(max(int(st.session_state.get("home_slide", 0)), 0), len(SLIDES) - 1)
-    c1, c2, c3 = st.columns([2, 5, 2], vertical_alignment="center")
-    c1.button("← Previous", key="home_prev", disabled=i == 0, on_click=_step, args=(-1,), width="stretch")
+    c1, c2, c3 = st.columns([3, 4, 3], vertical_alignment="center")
+    c1.button("← Back", key="home_prev", disabled=i == 0, on_click=_step, args=(-1,), width="stretch")
     c3.button("Next →", key="home_next", disabled=i == len(SLIDES) - 1, on_click=_step, args=(1,),
               width="stretch", type="primary")
     c2.markdown(f"<div class='le-slide-count'>Slide {i + 1} of {len(SLIDES)} · arrow keys work too</div>",
@@ -540,7 +540,7 @@ def _big(fig: go.Figure) -> go.Figure:
 
 
 def render_presentation(results: list[dict]) -> None:
-    """One idea per screen, with Previous / Next (and the arrow keys)."""
+    """One idea per screen, with Back / Next (and the arrow keys)."""
     slide = _nav()
     if slide == "question":
         st.header("Do optimizers find different minima?")

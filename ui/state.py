@@ -37,7 +37,7 @@ _BASE_CSS = """
 </style>
 """
 #: presentation mode: large type, large metric values (larger than normal mode's 2.25rem), full-width
-#: Previous / Next buttons with large labels, a readable slide counter, little padding below the header
+#: Back / Next buttons with large labels, a readable slide counter, little padding below the header
 #: (Streamlit's fixed header, 3.75rem, takes clicks over whatever it covers), so one slide fits
 #: 1024x768 with the sidebar collapsed)
 _PRESENTATION_CSS = """

@@ -1,8 +1,8 @@
 """Real browser, at 1024x768 and 1920x1080: the home page and every presentation slide look finished.
 
 Checks (each one a defect seen on screen, issue 16):
-- no button label is truncated: the label element's ``scrollWidth`` exceeds its ``clientWidth`` when the
-  text is cut off with an ellipsis ("<- Pr...", "N.");
+- no button label is truncated: a box in the button (the label's markdown container clips with an
+  ellipsis: "<- Pr...", "N.") has ``scrollWidth > clientWidth``, checked with the sidebar open and closed;
 - no Plotly figure is cropped or overflows: the figure fits its Streamlit container and the viewport, and
   every title, axis title, legend entry and annotation of a 2-D figure lies inside the figure's SVG;
 - each presentation slide fits the viewport with the sidebar collapsed (``scrollHeight <= innerHeight``);
@@ -31,8 +31,9 @@ UPDATE = os.environ.get("UPDATE_SCREENSHOT") == "1"
 _TRUNCATED_BUTTONS = """() => Array.from(document.querySelectorAll('button')).filter((b) => {
   const r = b.getBoundingClientRect();
   if (r.width === 0 || r.height === 0) return false;           // hidden (collapsed sidebar, menus)
-  const label = b.querySelector('[data-testid="stMarkdownContainer"] p, p') || b;
-  return label.scrollWidth > label.clientWidth + 1 || b.scrollWidth > b.clientWidth + 1;
+  // the label's box (Streamlit's markdown container: overflow hidden, text-overflow ellipsis) or any
+  // other box in the button narrower than its content
+  return [b, ...b.querySelectorAll('*')].some((e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1);
 }).map((b) => b.innerText.trim() || b.getAttribute('aria-label') || '?')"""
 
 _PLOT_PROBLEMS = """() => {
