@@ -49,7 +49,7 @@ from landscape_core.runs import read_meta
 
 from .cache import list_runs_cached
 from .common import guide_link, show_error
-from .state import presentation
+from .state import collapse_sidebar_once, presentation
 
 SURFACE, CURVATURE = DEMO_PLANE, DEMO_CURVATURE
 SLIDES = ("question", "slices", "surfaces", "numbers", "random", "live", "talking", "caveat")
@@ -495,7 +495,7 @@ def _nav() -> str:
     c1.button("← Back", key="home_prev", disabled=i == 0, on_click=_step, args=(-1,), width="stretch")
     c3.button("Next →", key="home_next", disabled=i == len(SLIDES) - 1, on_click=_step, args=(1,),
               width="stretch", type="primary")
-    c2.markdown(f"<div class='le-slide-count'>Slide {i + 1} of {len(SLIDES)} · arrow keys work too</div>",
+    c2.markdown(f"<div class='le-slide-count'>Slide {i + 1} of {len(SLIDES)} · ← → keys</div>",
                 unsafe_allow_html=True)
     components.html(_KEYS_JS, height=0)
     return SLIDES[i]
@@ -541,6 +541,7 @@ def _big(fig: go.Figure) -> go.Figure:
 
 def render_presentation(results: list[dict]) -> None:
     """One idea per screen, with Back / Next (and the arrow keys)."""
+    collapse_sidebar_once()
     slide = _nav()
     if slide == "question":
         st.header("Do optimizers find different minima?")

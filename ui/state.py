@@ -137,7 +137,14 @@ def presentation() -> bool:
 def _sync_presentation() -> None:
     on = bool(st.session_state.get("_w_presentation", False))
     st.session_state["presentation"] = on
-    st.session_state["_collapse_sidebar"] = on  # one slide per screen: make room once, when switched on
+    st.session_state["_collapse_sidebar"] = on  # the slides make room once (collapse_sidebar_once)
+
+
+def collapse_sidebar_once() -> None:
+    """Collapse the sidebar once after presentation mode was switched on (the home page's slides call it:
+    one slide per screen; the other pages keep their sidebar for navigation)."""
+    if st.session_state.pop("_collapse_sidebar", False):
+        components.html(_COLLAPSE_JS, height=0)
 
 
 def init_page(title: str, icon: str = ":material/landscape:", layout: str = "wide") -> None:
@@ -169,5 +176,4 @@ def init_page(title: str, icon: str = ":material/landscape:", layout: str = "wid
     st.markdown(_BASE_CSS, unsafe_allow_html=True)
     if st.session_state["presentation"]:
         st.markdown(_PRESENTATION_CSS, unsafe_allow_html=True)
-    if st.session_state.pop("_collapse_sidebar", False):
-        components.html(_COLLAPSE_JS, height=0)
+
