@@ -533,8 +533,9 @@ def talking_points(results: list[dict]) -> list[str]:
 
 
 def _big(fig: go.Figure) -> go.Figure:
-    """Projector-sized text on a figure (ticks, axis titles, legend, annotations)."""
-    fig.update_layout(font={"size": 17}, legend={"font": {"size": 18}})
+    """Projector-sized text on a figure (ticks, axis titles, legend, annotations); drawn with
+    ``theme=None``, since Streamlit's theme resets the font sizes."""
+    fig.update_layout(font={"size": 17}, legend={"font": {"size": 18}}, template="plotly_white")
     fig.update_annotations(font_size=17)
     return fig
 
@@ -553,7 +554,7 @@ def render_presentation(results: list[dict]) -> None:
         st.markdown("All four fit the training set. *Are the minima they land in alike?*")
     elif slide == "slices":
         st.header("Sharpness: how fast the loss rises")
-        st.plotly_chart(_big(slices_figure(results, "eig", 340)), key="slide_slices", config=PLOT_CONFIG)
+        st.plotly_chart(_big(slices_figure(results, "eig", 340)), key="slide_slices", config=PLOT_CONFIG, theme=None)
         st.markdown("Each curve: the loss along that run's own sharpest direction (top Hessian eigenvector). "
                     "Dashed: λ_max t²/2. Steeper walls = sharper minimum.")
     elif slide == "surfaces":
@@ -573,13 +574,13 @@ def render_presentation(results: list[dict]) -> None:
         st.markdown(" ".join(claims(results)[1:3]))
     elif slide == "random":
         st.header("Why the usual picture misleads")
-        st.plotly_chart(_big(slices_figure(results, "random", 330)), key="slide_random", config=PLOT_CONFIG)
+        st.plotly_chart(_big(slices_figure(results, "random", 330)), key="slide_random", config=PLOT_CONFIG, theme=None)
         st.markdown("The same four runs along one random filter-normalised direction. " + random_claim(results))
     elif slide == "live":
         st.header("Try it: which minima are stable?")
         lr = st.select_slider("learning rate", [0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0], value=1.0,
                               key="slide_lr")
-        st.plotly_chart(_big(stability_figure(results, lr, 280)), key="slide_stability", config=PLOT_CONFIG)
+        st.plotly_chart(_big(stability_figure(results, lr, 280)), key="slide_stability", config=PLOT_CONFIG, theme=None)
         unstable = [label(x["row"]) for x in results if x["hessian"].eigenvalues[0] > 2 / lr]
         st.markdown(f"Plain gradient descent with step {lr:g} is stable only where λ_max < 2/lr = {2 / lr:.3g} "
                     "(momentum β raises the limit to (2+2β)/lr). "

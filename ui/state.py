@@ -49,6 +49,7 @@ html, body, [data-testid="stAppViewContainer"] { font-size: 20px; }
 [data-testid="stMetricLabel"] p { font-size: 1.15rem !important; }
 [data-testid="stMain"] button p { font-size: 1.3rem !important; white-space: nowrap; }
 [data-testid="stMain"] button { min-height: 3rem; }
+[data-testid="stMain"]:focus-visible, [data-testid="stAppViewContainer"]:focus-visible { outline: none; }
 .le-slide-count { text-align: center; font-size: 1.3rem; color: #495057; }
 h1 { font-size: 2.6rem !important; }
 h2 { font-size: 2.1rem !important; padding-top: 0.3rem !important; padding-bottom: 0.4rem !important; }
