@@ -1,7 +1,7 @@
 """Write checkpoints/demo-analyses.json: the home page's surfaces and curvature of the shipped demo runs.
 
-The home page shows three 21x21 surfaces and top-1 Lanczos + Hutchinson traces of the shipped runs
-digits-sgd / digits-sam / digits-adam. Computing them costs seconds of CPU on a cold start, so they ship
+The home page shows Hessian-eigenvector planes, random-direction slices and top-1 Lanczos + Hutchinson
+traces of the shipped runs digits-sgd / digits-sam / digits-adam / digits-sgd-sharp. Computing them costs seconds of CPU on a cold start, so they ship
 with the checkpoints ("shipped checkpoints, cached analyses", DESIGN.md). Settings, keys and the builder
 are in :mod:`landscape_core.demo` (the home page reads the same ones), so this script uses the engine only.
 

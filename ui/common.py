@@ -10,6 +10,9 @@ from .cache import list_runs_cached
 from .state import get_active_run, set_active_run
 
 GUIDE_PAGE = "Guide"
+GUIDE_FILE = "pages/11_Guide.py"
+#: the query parameter that tells the Guide which section to scroll to (``?section=<anchor>``)
+GUIDE_SECTION_PARAM = "section"
 
 
 def _label(row: dict) -> str:
@@ -63,12 +66,21 @@ def error_line(e: BaseException | str) -> str:
 
 def show_error(e: BaseException | str) -> None:
     """Show ``e`` as one line in a red box (never a traceback)."""
-    st.error(error_line(e), icon="⚠️")
+    st.error(error_line(e), icon=":material/error:")
 
 
 def guide_link(section_anchor: str, label: str) -> None:
-    """A link to a section of the Guide page (``pages/11_Guide.py``, anchor ``section_anchor``)."""
-    st.markdown(f"📖 [{label}]({GUIDE_PAGE}#{section_anchor})")
+    """A link to a section of the Guide page (``pages/11_Guide.py``, section ``section_anchor``).
+
+    ``st.page_link`` opens it in the same tab and the same session (presentation mode and the active run
+    stay); the section travels as ``?section=<anchor>`` and the Guide scrolls to it once it is drawn. The
+    icon is a Material Symbol (Streamlit ships the font; emoji render as empty boxes without an emoji font).
+    """
+    try:
+        st.page_link(GUIDE_FILE, label=label, icon=":material/menu_book:",
+                     query_params={GUIDE_SECTION_PARAM: section_anchor})
+    except Exception:  # noqa: BLE001 - page registry unavailable (a page run on its own): plain link
+        st.markdown(f"[{label}]({GUIDE_PAGE}?{GUIDE_SECTION_PARAM}={section_anchor}#{section_anchor})")
 
 
 def cost_caption(estimate_str: str) -> None:

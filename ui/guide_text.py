@@ -6,6 +6,10 @@ Each entry of :data:`SECTIONS` is ``(anchor, title, markdown)``. Other pages lin
 
 from __future__ import annotations
 
+import json
+
+import streamlit.components.v1 as components
+
 from .guide_beyond import SECTIONS as BEYOND_SECTIONS  # issue 15: GGN / Fisher, grokking
 
 SECTIONS: list[tuple[str, str, str]] = [
@@ -185,3 +189,37 @@ true gradient shrinks.
 SECTIONS.extend(BEYOND_SECTIONS)  # issue 15
 
 ANCHORS: tuple[str, ...] = tuple(a for a, _, _ in SECTIONS)
+
+
+_SCROLL_JS = """
+<script>
+// Scroll the Guide to a section once the page has settled: the formulas above it are typeset after the
+// first paint and push it down, so a single jump (the browser's own #anchor) lands far above it.
+const doc = window.parent.document;
+const want = %s || decodeURIComponent((window.parent.location.hash || "").slice(1));
+if (want) {
+  let n = 0, last = null;
+  const t = setInterval(() => {
+    const el = doc.getElementById(want);
+    n += 1;
+    if (el) {
+      const top = el.getBoundingClientRect().top;
+      el.style.scrollMarginTop = "70px";
+      if (last === null || Math.abs(top - 70) > 2) el.scrollIntoView({block: "start"});
+      last = top;
+    }
+    if (n > 25) clearInterval(t);
+  }, 120);
+}
+</script>
+"""
+
+
+def scroll_to_section(anchor: str | None) -> None:
+    """Scroll the page to the section ``anchor`` (from ``?section=``, else the URL's ``#fragment``).
+
+    Only known anchors are passed to the script (anything else is ignored), as a JSON string literal.
+    """
+    known = {a for a, _, _ in SECTIONS}
+    value = json.dumps(anchor if anchor in known else "")
+    components.html(_SCROLL_JS % value, height=0)

@@ -17,19 +17,50 @@ from collections import Counter
 from pathlib import Path
 
 import streamlit as st
+import streamlit.components.v1 as components
 
 from landscape_core import runs as _runs
 
 DEFAULT_RUN = "digits-sgd"
+#: every page: the main page's sidebar entry reads "Home" (Streamlit names it after ``app.py``, and
+#: ``st.navigation`` cannot be used while ``pages/`` exists, DESIGN.md section 5), less empty space on top
+_BASE_CSS = """
+<style>
+[data-testid="stSidebarNavLink"] span[label="app"] p { font-size: 0 !important; }
+[data-testid="stSidebarNavLink"] span[label="app"] p::after { content: "Home"; font-size: 0.875rem; }
+[data-testid="stMainBlockContainer"] { padding-top: 3rem; }
+/* the running indicator's Stop (top right, shown while a script runs: .streamlit toolbarMode "viewer") */
+[data-testid="stStatusWidget"] button { color: #c92a2a !important; font-weight: 600; }
+/* style sheets and zero-height script frames take no room (each would add a gap between elements) */
+[data-testid="stElementContainer"]:has(style), [data-testid="stElementContainer"]:has(iframe[height="0"]) {
+  display: none; }
+</style>
+"""
+#: presentation mode: large type, large metric values (larger than normal mode's 2.25rem), full-width
+#: Back / Next buttons with large labels, a readable slide counter, little padding below the header
+#: (Streamlit's fixed header, 3.75rem, takes clicks over whatever it covers), so one slide fits
+#: 1024x768 with the sidebar collapsed)
 _PRESENTATION_CSS = """
 <style>
 html, body, [data-testid="stAppViewContainer"] { font-size: 20px; }
-[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.35rem; line-height: 1.5; }
-[data-testid="stMetricValue"] { font-size: 2.6rem; }
-[data-testid="stMetricLabel"] p { font-size: 1.2rem; }
-h1 { font-size: 3rem !important; }
-h2 { font-size: 2.2rem !important; }
+[data-testid="stMainBlockContainer"] { padding-top: 4rem; padding-bottom: 0.5rem; }
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.3rem; line-height: 1.45; }
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 3rem !important; line-height: 1.15 !important; }
+[data-testid="stMetricLabel"] p { font-size: 1.15rem !important; }
+[data-testid="stMain"] button p { font-size: 1.3rem !important; white-space: nowrap; }
+[data-testid="stMain"] button { min-height: 3rem; }
+[data-testid="stMain"]:focus-visible, [data-testid="stAppViewContainer"]:focus-visible { outline: none; }
+.le-slide-count { text-align: center; font-size: 1.3rem; color: #495057; }
+h1 { font-size: 2.6rem !important; }
+h2 { font-size: 2.1rem !important; padding-top: 0.3rem !important; padding-bottom: 0.4rem !important; }
 </style>
+"""
+#: clicks Streamlit's "Collapse sidebar" button once, when presentation mode is switched on
+_COLLAPSE_JS = """
+<script>
+const b = window.parent.document.querySelector('[data-testid="stSidebarCollapseButton"] button');
+if (b && b.getAttribute("aria-expanded") !== "false") b.click();
+</script>
 """
 
 
@@ -126,15 +157,24 @@ def presentation() -> bool:
 
 
 def _sync_presentation() -> None:
-    st.session_state["presentation"] = bool(st.session_state.get("_w_presentation", False))
+    on = bool(st.session_state.get("_w_presentation", False))
+    st.session_state["presentation"] = on
+    st.session_state["_collapse_sidebar"] = on  # the slides make room once (collapse_sidebar_once)
 
 
-def init_page(title: str, icon: str = "⛰️", layout: str = "wide") -> None:
+def collapse_sidebar_once() -> None:
+    """Collapse the sidebar once after presentation mode was switched on (the home page's slides call it:
+    one slide per screen; the other pages keep their sidebar for navigation)."""
+    if st.session_state.pop("_collapse_sidebar", False):
+        components.html(_COLLAPSE_JS, height=0)
+
+
+def init_page(title: str, icon: str = ":material/landscape:", layout: str = "wide") -> None:
     """Configure the page, set session defaults and draw the shared sidebar.
 
     Args:
         title: page title (browser tab shows ``"<title> · Landscape Explorer"``).
-        icon: page icon.
+        icon: page icon (a ``:material/...:`` icon: Streamlit ships that font, emoji need a system font).
         layout: ``"wide"`` or ``"centered"``.
     """
     try:
@@ -152,5 +192,7 @@ def init_page(title: str, icon: str = "⛰️", layout: str = "wide") -> None:
             on_change=_sync_presentation,
             help="Larger type and fewer controls, one idea per screen (for classes and interviews).",
         )
+    st.markdown(_BASE_CSS, unsafe_allow_html=True)
     if st.session_state["presentation"]:
         st.markdown(_PRESENTATION_CSS, unsafe_allow_html=True)
+
