@@ -6,7 +6,7 @@ from ui.experiments_ui import presets_ui, sweep_lab_ui
 from ui.report_ui import report_ui
 from ui.state import init_page
 
-init_page("Experiments", icon="🧪")
+init_page("Experiments", icon=":material/science:")
 st.title("Experiments")
 st.write("Sweep hyperparameters and test whether sharpness predicts generalization, run classic optimizer "
          "comparisons in one click, and export self-contained reports.")

@@ -3,7 +3,7 @@
 from ui.page import header
 from ui.upload_ui import checkpoint_widgets, import_block, report_view
 
-header("probe", "Probe a checkpoint", icon="🔍",
+header("probe", "Probe a checkpoint", icon=":material/search:",
        caption="Bring your own weights: the checkpoint becomes a run in your workspace that every analysis page "
                "can open. Files are checked before anything is loaded, and nothing in them is executed.")
 upload = checkpoint_widgets()  # (file name, bytes, ProbeSettings) or None

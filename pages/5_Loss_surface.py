@@ -5,7 +5,7 @@ from ui import analysis, surface_ui
 from ui.common import cost_caption
 from ui.page import compute, header
 
-header("surface", "Loss surface", icon="🏔️", caption=surface_ui.CAPTION,
+header("surface", "Loss surface", icon=":material/landscape:", caption=surface_ui.CAPTION,
        guides=[("filter-normalisation", "Guide: why directions are filter-normalised (Li et al. 2018)")])
 run, info = analysis.picked_run()
 settings, compare = surface_ui.settings_widgets(run, info)

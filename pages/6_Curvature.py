@@ -6,7 +6,7 @@ from ui import analysis, curvature_ui, operators_ui
 from ui.common import cost_caption
 from ui.page import compute, header
 
-header("curvature", "Curvature: Hessian, GGN and Fisher spectra", icon="🌀", caption=curvature_ui.CAPTION, tab="Curvature",
+header("curvature", "Curvature: Hessian, GGN and Fisher spectra", icon=":material/blur_circular:", caption=curvature_ui.CAPTION, tab="Curvature",
        guides=curvature_ui.GUIDES)
 run, info = analysis.picked_run()
 settings = operators_ui.with_operator(curvature_ui.settings_widgets(info))

@@ -4,7 +4,7 @@ surface of that plane, with each point's off-plane residual and its true loss ag
 from ui import analysis, trajectory_ui
 from ui.page import compute, header
 
-header("trajectory", "Training trajectory", icon="🧭", caption=trajectory_ui.CAPTION, tab="Trajectory",
+header("trajectory", "Training trajectory", icon=":material/explore:", caption=trajectory_ui.CAPTION, tab="Trajectory",
        guides=[("pca-trajectories", "Guide: what PCA trajectories show, and what they hide")])
 run, info = analysis.picked_run()
 trajectory_ui.require_trajectory(info)

@@ -7,7 +7,7 @@ from ui import analysis, connectivity_ui
 from ui.common import cost_caption
 from ui.page import compute, header
 
-header("connectivity", "Mode connectivity", icon="🔗", caption=connectivity_ui.CAPTION,
+header("connectivity", "Mode connectivity", icon=":material/link:", caption=connectivity_ui.CAPTION,
        guides=[("mode-connectivity", "Guide: mode connectivity and barriers")])
 run_a, ia, run_b, ib = connectivity_ui.picked_runs()
 linear, bezier = connectivity_ui.settings_widgets()

@@ -5,7 +5,7 @@ gradient noise scale against batch size."""
 from ui import flatness_ui
 from ui.page import header
 
-header("flatness", "Flatness and gradient noise", icon="🎚️", tab="Flatness and noise", guides=flatness_ui.GUIDES)
+header("flatness", "Flatness and gradient noise", icon=":material/tune:", tab="Flatness and noise", guides=flatness_ui.GUIDES)
 run, infos = flatness_ui.picked_runs()
 flatness_ui.flatness_section(infos)
 flatness_ui.invariance_section(run, infos[run])

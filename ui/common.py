@@ -18,7 +18,9 @@ GUIDE_SECTION_PARAM = "section"
 def _label(row: dict) -> str:
     acc = row.get("test_acc")
     acc_s = f", test acc {float(acc):.1%}" if isinstance(acc, (int, float)) else ""
-    return f"{row['name']} ({row['source']}{acc_s})"
+    status = row.get("status", "ok")
+    mark = f" · {status}" if status not in (None, "ok") else ""  # diverged / chance / suspect runs say so
+    return f"{row['name']} ({row['source']}{acc_s}){mark}"
 
 
 def run_picker(

@@ -226,7 +226,7 @@ def sweep_lab_ui() -> None:
             done = 0
     st.caption(f"{len(spec)} points × {spec.base['epochs']} epoch(s)"
                + (f"; {done} already finished in `{name}` and will be reused" if done else "")
-               + ". Stop any time with the app's Stop button: finished points stay saved.")
+               + ". Stop any time with the red Stop button at the top right: finished points stay saved.")
     if st.button("Start / resume sweep", type="primary", key="sw_start"):
         res = run_sweep_ui(spec, name)
         if res is not None:

@@ -3,7 +3,7 @@ progress while it runs (with Cancel), a one-line error".
 
 An analysis page is three steps::
 
-    header("surface", "Loss surface", icon="🏔️", caption=..., guides=[...])
+    header("surface", "Loss surface", icon=":material/landscape:", caption=..., guides=[...])
     settings = surface_ui.settings_widgets(...)        # a frozen settings object: cache key + engine args
     result = compute("surface", (run, weights_hash, settings), lambda p: analysis.cached_surface(..., p))
     if result is not None:
