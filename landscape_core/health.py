@@ -41,6 +41,10 @@ EXPLODE_FACTOR = 2.0
 #: relative loss decrease per epoch below which a chance-level run counts as stalled (lr=1e-3 SGD on digits
 #: still falls ~0.5% per epoch near ln C and then learns; lr=1e-4 falls ~0.04%)
 STALL_REL = 0.002
+#: optimizer steps over which a loss at chance must have stalled before training stops: a fresh network
+#: often sits on the ln C plateau for tens of steps (a full-batch Transformer on modular addition does),
+#: while a learning rate too large for the curvature keeps it there for hundreds.
+STALL_STEPS = 200
 #: an import is suspect when its accuracy is this far (absolute) below the claimed one, or below an
 #: alternative activation's, beyond the binomial noise of the comparison
 IMPORT_GAP = 0.05
@@ -124,7 +128,8 @@ def check_training(
     training set while the test accuracy stays at chance is memorising (as before grokking), not diverging.
 
     3. ``a <= p + m`` after an earlier epoch had ``a > p + m`` -> diverged (``collapsed``);
-    4. ``a <= p + m`` and ``L`` fell by less than 1% since the previous epoch -> diverged (``stalled``);
+    4. ``a <= p + m`` and ``L`` fell by less than ``STALL_REL`` over the last ``STALL_STEPS`` optimizer steps
+       (judged only once that many steps were taken) -> diverged (``stalled``);
     5. ``a <= p + m`` otherwise -> ``chance`` (keep training: the loss is still falling).
 
     Args:
@@ -168,12 +173,14 @@ def check_training(
         return verdict("diverged", "collapsed", True,
                        f"Diverged at epoch {epoch}: test accuracy fell to {_pct(acc)}, {chance_s}, after "
                        f"{_pct(best)} earlier", lower)
-    prev = float(history[-2]["train_loss"]) if len(history) > 1 else None
+    step = int(row.get("step", epoch))
+    window = [r for r in history[:-1] if int(r.get("step", r.get("epoch", 0))) <= step - STALL_STEPS]
+    prev = float(window[-1]["train_loss"]) if window else None
     if prev is not None and math.isfinite(prev) and loss > prev * (1.0 - STALL_REL):
         return verdict("diverged", "stalled", True,
                        f"Not learning at epoch {epoch}: test accuracy {_pct(acc)} is {chance_s} and the train loss "
-                       f"{loss:.4g} fell by less than {STALL_REL:.1%} in an epoch (ln {num_classes} = {ln_c:.4g})",
-                       "if lr is large, lower it; if it is tiny, raise it")
+                       f"{loss:.4g} fell by less than {STALL_REL:.1%} over the last {STALL_STEPS} steps "
+                       f"(ln {num_classes} = {ln_c:.4g})", "if lr is large, lower it; if it is tiny, raise it")
     return verdict("chance", "chance", False,
                    f"At chance level after epoch {epoch}: test accuracy {_pct(acc)} is {chance_s}; the train loss "
                    f"{loss:.4g} is still falling", "train longer or raise lr if it is small")

@@ -11,6 +11,7 @@ import torch
 
 from landscape_core.data import load_dataset
 from landscape_core.health import (
+    STALL_STEPS,
     Divergence,
     ImportCheck,
     chance_band,
@@ -24,8 +25,9 @@ from landscape_core.training import TrainConfig, train
 KW = dict(num_classes=10, lr=1.0, batch_size=64, n_test=450, optimizer="sgd")
 
 
-def _rows(*pairs):
-    return [{"epoch": i + 1, "train_loss": loss, "test_acc": acc} for i, (loss, acc) in enumerate(pairs)]
+def _rows(*pairs, steps_per_epoch: int = STALL_STEPS):
+    return [{"epoch": i + 1, "step": (i + 1) * steps_per_epoch, "train_loss": loss, "test_acc": acc}
+            for i, (loss, acc) in enumerate(pairs)]
 
 
 def test_chance_band_is_three_binomial_sd():
@@ -43,7 +45,8 @@ def test_learning_run_is_healthy():
 
 def test_memorising_is_not_diverging():
     # grokking-like: 97 classes, train set fitted, test accuracy at chance for many epochs, loss flat
-    rows = [{"epoch": e, "train_loss": 0.01, "train_acc": 1.0, "test_acc": 0.01} for e in (1, 2, 3)]
+    rows = [{"epoch": e, "step": e * STALL_STEPS, "train_loss": 0.01, "train_acc": 1.0, "test_acc": 0.01}
+            for e in (1, 2, 3)]
     assert check_training(rows, **{**KW, "num_classes": 97}) is None
     rows[-1]["train_acc"] = 0.011  # train accuracy at chance as well: it is not learning
     assert check_training(rows, **{**KW, "num_classes": 97}).status == "diverged"
@@ -84,7 +87,20 @@ def test_chance_with_falling_loss_keeps_training_but_stall_stops():
     assert (v.status, v.stop) == ("chance", False)
     v = check_training(_rows((2.295, 0.111), (2.284, 0.127)), **KW)  # -0.48% per epoch: still learning
     assert (v.status, v.stop) == ("chance", False)
-    v = check_training(_rows((2.301, 0.104), (2.300, 0.104)), **KW)  # -0.04%: stalled
+    v = check_training(_rows((2.301, 0.104), (2.300, 0.104)), **KW)  # -0.04% over STALL_STEPS: stalled
+    assert (v.status, v.reason, v.stop) == ("diverged", "stalled", True)
+
+
+def test_a_plateau_at_the_start_is_not_a_stall_until_enough_steps():
+    """Full batch (one step per epoch): a fresh Transformer sits on the ln C plateau for tens of steps
+    before its loss falls. Flat for 50 steps is not a stall; flat for STALL_STEPS steps is."""
+    ln47 = math.log(47)
+    kw = {**KW, "num_classes": 47, "n_test": 552}
+    flat = [(ln47 - 1e-4 * i, 0.02) for i in range(50)]
+    v = check_training(_rows(*flat, steps_per_epoch=1), **kw)
+    assert (v.status, v.stop) == ("chance", False)
+    flat = [(ln47 - 1e-6 * i, 0.02) for i in range(STALL_STEPS + 2)]
+    v = check_training(_rows(*flat, steps_per_epoch=1), **kw)
     assert (v.status, v.reason, v.stop) == ("diverged", "stalled", True)
 
 
