@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import pytest
 from browser_helpers import ROOT, assert_no_exception, goto, wait_idle
@@ -262,6 +263,11 @@ def test_guide_link_keeps_the_session_and_lands_on_its_section(app_server, page)
 def test_long_work_shows_a_running_indicator_with_stop(app_server, page):
     """The Experiments text promises "the app's Stop button": the header shows it while a sweep runs."""
     goto(page, app_server, "/Experiments")
+    # a fresh sweep folder: a name another test already ran would resume finished points at once
+    name = page.locator('[data-testid="stTextInput"]').filter(has_text="Sweep name").locator("input").first
+    name.fill(f"stop-test-{time.time_ns()}")
+    name.press("Enter")
+    wait_idle(page)
     page.get_by_role("button", name="Start / resume sweep").click()
     status = page.locator('[data-testid="stStatusWidget"]')
     status.wait_for(state="visible", timeout=30_000)
