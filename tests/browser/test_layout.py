@@ -272,7 +272,7 @@ def test_long_work_shows_a_running_indicator_with_stop(app_server, page):
     status = page.locator('[data-testid="stStatusWidget"]')
     status.wait_for(state="visible", timeout=30_000)
     stop = status.get_by_role("button", name="Stop")
-    assert stop.is_visible()
+    stop.wait_for(state="visible", timeout=30_000)  # the widget shows "Running..." first, then its Stop
     # the header re-renders the widget with each progress update: retry a click that lands between two
     stopped = False
     for _ in range(20):
