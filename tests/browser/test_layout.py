@@ -21,7 +21,7 @@ import re
 import time
 
 import pytest
-from browser_helpers import ROOT, assert_no_exception, goto, wait_idle
+from browser_helpers import ROOT, assert_no_exception, goto, start_streamlit, stop_streamlit, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -260,8 +260,21 @@ def test_guide_link_keeps_the_session_and_lands_on_its_section(app_server, page)
     assert page.locator('[data-testid="stSidebar"] input[type="checkbox"]').first.is_checked()
 
 
-def test_long_work_shows_a_running_indicator_with_stop(app_server, page):
+@pytest.fixture
+def quiet_server(server_env, tmp_path):
+    """A server of its own: work other tests' sessions left running on the shared server (2 cores) must not
+    decide whether this one's running indicator shows in time."""
+    env = {**server_env, "LANDSCAPE_WORKSPACE": str(tmp_path / "workspace"), "LANDSCAPE_CACHE": str(tmp_path / "cache")}
+    proc, url = start_streamlit("app.py", env)
+    try:
+        yield url
+    finally:
+        stop_streamlit(proc)
+
+
+def test_long_work_shows_a_running_indicator_with_stop(quiet_server, page):
     """The Experiments text promises "the app's Stop button": the header shows it while a sweep runs."""
+    app_server = quiet_server
     goto(page, app_server, "/Experiments")
     # a fresh sweep folder: a name another test already ran would resume finished points at once
     name = page.locator('[data-testid="stTextInput"]').filter(has_text="Sweep name").locator("input").first
@@ -272,7 +285,10 @@ def test_long_work_shows_a_running_indicator_with_stop(app_server, page):
     status = page.locator('[data-testid="stStatusWidget"]')
     status.wait_for(state="visible", timeout=30_000)
     stop = status.get_by_role("button", name="Stop")
-    stop.wait_for(state="visible", timeout=30_000)  # the widget shows "Running..." first, then its Stop
+    try:
+        stop.wait_for(state="visible", timeout=30_000)  # the widget shows "Running..." first, then its Stop
+    except Exception as e:  # noqa: BLE001 - say what the header showed instead
+        raise AssertionError(f"no Stop in the running indicator; it shows {status.inner_text()!r}") from e
     # the header re-renders the widget with each progress update: retry a click that lands between two
     stopped = False
     for _ in range(20):
