@@ -1,9 +1,9 @@
 """Models outside the registry: ONNX graphs (safe for uploads) and trusted local model definitions (CLI/API).
 
 Why ONNX and not ``torch.export`` (``.pt2``)? Both describe any architecture as a graph, but
-``torch.export.load`` reads pickled weights and constants with ``torch.load(..., weights_only=False)``
+``torch.export.load`` reads pickled weights and constants through an unrestricted torch loader (weights-only off)
 and ``pickle.loads`` (torch/export/pt2_archive/_package.py), so a crafted ``.pt2`` runs code on load
-(tests/reliability/test_graph_import.py shows it). An ONNX file is a protobuf message: parsing it runs
+(tests/reliability/test_import_formats.py shows it). An ONNX file is a protobuf message: parsing it runs
 no Python from the file, and ``onnx2torch`` turns each node into a torch module from its own fixed
 table of converters (an unknown operator is refused, never looked up by name). What is checked here:
 
