@@ -54,6 +54,30 @@ WIDE_BLOCK_ELEMS = 2**21
 # --- the batched evaluator --------------------------------------------------------------------------
 
 
+def _activate_(h: Tensor, op: tuple) -> Tensor:
+    """Apply an activation op of :func:`~landscape_core.model_chain.linear_chain_ops` in place."""
+    kind = op[0]
+    if kind == "sigmoid":
+        return torch.sigmoid_(h)
+    if kind == "tanh":
+        return torch.tanh_(h)
+    if kind == "relu":
+        return torch.relu_(h)
+    return op[1](h)
+
+
+def _ce_sums(h: Tensor, yy: Tensor) -> tuple[Tensor, Tensor]:
+    """Per point: summed cross-entropy and correct count of logits ``h`` ``(P, n, C)`` against ``yy``.
+
+    Cross-entropy = logsumexp - picked logit; one max pass gives both the shift and the argmax.
+    """
+    P, n = h.shape[0], h.shape[1]
+    m, idx = h.max(-1)
+    lse = m + (h - m.unsqueeze(-1)).exp_().sum(-1).log_()
+    picked = h.gather(-1, yy.view(1, n, 1).expand(P, n, 1)).squeeze(-1)
+    return (lse - picked).sum(1).double().cpu(), (idx == yy).sum(1).double().cpu()
+
+
 class BatchedEvaluator:
     """Loss and accuracy at many points ``origin + sum_j c_j d_j`` at once (see module docstring).
 
@@ -431,20 +455,12 @@ class BatchedEvaluator:
                             else:
                                 torch.clamp_min(h, 0.0, out=view)
                             h = view
-                        elif kind == "sigmoid":
-                            h = torch.sigmoid_(h)
-                        elif kind == "tanh":
-                            h = torch.tanh_(h)
-                        elif kind == "relu":
-                            h = torch.relu_(h)
                         else:
-                            h = op[1](h)
-                if self.is_ce:  # cross-entropy = logsumexp - picked logit; one max pass gives both m and argmax
-                    m, idx = h.max(-1)
-                    lse = m + (h - m.unsqueeze(-1)).exp_().sum(-1).log_()
-                    picked = h.gather(-1, yy.view(1, n, 1).expand(P, n, 1)).squeeze(-1)
-                    loss += (lse - picked).sum(1).double().cpu()
-                    correct += (idx == yy).sum(1).double().cpu()
+                            h = _activate_(h, op)
+                if self.is_ce:
+                    block_loss, block_correct = _ce_sums(h, yy)
+                    loss += block_loss
+                    correct += block_correct
                 else:
                     loss += crit(h, yy).double().cpu() * n
         return loss / self.loss_fn.n, correct
@@ -479,20 +495,12 @@ class BatchedEvaluator:
                         h = torch.baddbmm(op[2], h, op[1])
                     elif kind == "bn":
                         h = h.mul_(op[1]).add_(op[2])
-                    elif kind == "sigmoid":
-                        h = torch.sigmoid_(h)
-                    elif kind == "tanh":
-                        h = torch.tanh_(h)
-                    elif kind == "relu":
-                        h = torch.relu_(h)
                     else:
-                        h = op[1](h)
+                        h = _activate_(h, op)
                 if self.is_ce:
-                    m, idx = h.max(-1)
-                    lse = m + (h - m.unsqueeze(-1)).exp_().sum(-1).log_()
-                    picked = h.gather(-1, yy.view(1, n, 1).expand(P, n, 1)).squeeze(-1)
-                    loss += (lse - picked).sum(1).double().cpu()
-                    correct += (idx == yy).sum(1).double().cpu()
+                    block_loss, block_correct = _ce_sums(h, yy)
+                    loss += block_loss
+                    correct += block_correct
                 else:
                     loss += crit(h, yy).double().cpu() * n
         return loss / self.loss_fn.n, correct

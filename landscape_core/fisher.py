@@ -32,7 +32,7 @@ from torch.func import grad, vmap
 
 from .functional import LossFunction
 from .ggn import GGNOperator, JacobianMode, OutputSpaceOperator
-from .hessian import check_deterministic
+from .hessian import checked
 
 EmpiricalMethod = Literal["per_example", "output"]
 
@@ -180,10 +180,7 @@ def fisher_operator(
     check: bool = True,
 ) -> FisherOperator:
     """The exact Fisher (= GGN for cross-entropy and squared error) as an operator."""
-    op = FisherOperator(loss_fn, params, names=names, dtype=dtype, mode=mode)
-    if check:
-        check_deterministic(op.loss_fn, op.point())
-    return op
+    return checked(FisherOperator(loss_fn, params, names=names, dtype=dtype, mode=mode), check)
 
 
 def mc_fisher_operator(
@@ -198,10 +195,7 @@ def mc_fisher_operator(
     check: bool = True,
 ) -> MCFisherOperator:
     """The Monte-Carlo Fisher with ``samples`` model-sampled labels per example (seeded)."""
-    op = MCFisherOperator(loss_fn, params, names=names, dtype=dtype, mode=mode, samples=samples, seed=seed)
-    if check:
-        check_deterministic(op.loss_fn, op.point())
-    return op
+    return checked(MCFisherOperator(loss_fn, params, names=names, dtype=dtype, mode=mode, samples=samples, seed=seed), check)
 
 
 def empirical_fisher_operator(
@@ -215,7 +209,4 @@ def empirical_fisher_operator(
     check: bool = True,
 ) -> EmpiricalFisherOperator:
     """The empirical Fisher (mean of per-example gradient outer products, true labels) as an operator."""
-    op = EmpiricalFisherOperator(loss_fn, params, names=names, dtype=dtype, mode=mode, method=method)
-    if check:
-        check_deterministic(op.loss_fn, op.point())
-    return op
+    return checked(EmpiricalFisherOperator(loss_fn, params, names=names, dtype=dtype, mode=mode, method=method), check)

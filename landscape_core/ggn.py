@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.func import jvp, vjp
 
 from .functional import LossFunction
-from .hessian import check_deterministic
+from .hessian import checked
 from .operators import ParameterOperator
 from .params import Params
 
@@ -171,7 +171,4 @@ def ggn_operator(
         mode: ``"fwd"``, ``"rev"`` or ``"auto"`` (see :data:`AUTO_JACOBIAN_MODE`).
         check: refuse a stochastic loss (train-mode BatchNorm, dropout) first.
     """
-    op = GGNOperator(loss_fn, params, names=names, dtype=dtype, mode=mode)
-    if check:
-        check_deterministic(op.loss_fn, op.point())
-    return op
+    return checked(GGNOperator(loss_fn, params, names=names, dtype=dtype, mode=mode), check)

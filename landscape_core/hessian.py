@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -411,6 +411,17 @@ def check_deterministic(loss_fn: LossFunction, params: Mapping[str, Tensor] | No
         raise ValueError(f"loss is not deterministic: two evaluations gave {a!r} and {b!r}")
 
 
+OpT = TypeVar("OpT", bound=ParameterOperator)
+
+
+def checked(op: OpT, check: bool) -> OpT:
+    """``op`` after :func:`check_deterministic` of its loss at its point (when ``check``): every model
+    curvature operator's factory ends with this."""
+    if check:
+        check_deterministic(op.loss_fn, op.point())
+    return op
+
+
 def hessian_operator(
     loss_fn: LossFunction,
     params: Mapping[str, Tensor] | None = None,
@@ -436,11 +447,8 @@ def hessian_operator(
         batched: blocks of products (``matmat``) through a gradient graph as one vmapped double backward
             (default per device, :data:`BATCHED_GRAPH_DEFAULT`).
     """
-    op = HessianOperator(loss_fn, params, names=names, mode=mode, dtype=dtype, memory_budget=memory_budget,
-                         batched=batched)
-    if check:
-        check_deterministic(op.loss_fn, {**op._fixed, **op._var})
-    return op
+    return checked(HessianOperator(loss_fn, params, names=names, mode=mode, dtype=dtype,
+                                   memory_budget=memory_budget, batched=batched), check)
 
 
 def parameter_groups(names: Sequence[str]) -> list[tuple[str, list[str]]]:
