@@ -5,7 +5,8 @@ Rows (tanh MLP, depth 3, 10 classes, 8x8 digit inputs, float32, eval mode):
   * 512 / 1347 / 4096 examples at width 64 (4096: all 1797 digits plus noisy copies).
 Width 64 uses ``checkpoints/digits-sgd``'s weights; the wider models a seeded random init (the cost does
 not depend on the weights). Columns:
-  * ``hvp_ms``: one Hessian-vector product (``auto`` mode: retained graph when it fits), median of 5,
+  * ``hvp_ms``: one Hessian-vector product (``auto`` mode: the closed-form MLP product, ``analytic``),
+    median of 5,
     and PyHessian's on the same model and data (``pyh_ms``) with the ratio;
   * ``top5_s``, ``top5_hvps``: Lanczos top-5 (``tol=1e-6, value_tol=1e-6``), graph build included;
   * ``surf41_s``: 41x41 filter-normalised surface; at width >= 1024 only ``--rows`` rows of the grid

@@ -30,9 +30,9 @@ import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
+from .determinism import checked
 from .functional import LossFunction
 from .ggn import GGNOperator, JacobianMode, OutputSpaceOperator
-from .hessian import checked
 
 EmpiricalMethod = Literal["per_example", "output"]
 

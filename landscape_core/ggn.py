@@ -38,8 +38,8 @@ import torch
 from torch import Tensor
 from torch.func import jvp, vjp
 
+from .determinism import checked
 from .functional import LossFunction
-from .hessian import checked
 from .operators import ParameterOperator
 from .params import Params
 

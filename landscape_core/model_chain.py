@@ -30,8 +30,9 @@ def chain_leaves(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
 
     def walk(prefix: str, m: nn.Module) -> None:
         if isinstance(m, nn.Sequential):
-            for name, child in m.named_children():
-                walk(f"{prefix}.{name}" if prefix else name, child)
+            for name, child in m._modules.items():  # not named_children(): it skips a module used twice
+                if child is not None:
+                    walk(f"{prefix}.{name}" if prefix else name, child)
         else:
             leaves.append((prefix, m))
 

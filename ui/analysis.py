@@ -163,7 +163,7 @@ class HessianSettings:
     top_k: int = 5
     trace: bool = True
     trace_probes: int = 50
-    trace_method: str = "krylov-hutch++"
+    trace_method: str = "auto"
     density: bool = False
     density_probes: int = 4
     lanczos_steps: int = 60

@@ -15,7 +15,8 @@ from .page import compute
 from .state import count
 
 CAPTION = ("Hessian-vector products on a fixed data subset in eval mode; Lanczos with full reorthogonalisation, "
-           "Hutch++ / Hutchinson traces with standard errors, stochastic Lanczos quadrature.")
+           "traces with standard errors (exact Gauss-Newton part + Hutchinson on the rest for plain MLPs, else "
+           "Hutch++), stochastic Lanczos quadrature.")
 GUIDES = (("lanczos", "Guide: Lanczos and ghost eigenvalues"), ("hutchinson", "Guide: trace estimators"),
           ("spectral-density", "Guide: spectral density"))
 TINY_PARAMS = 5000  # models this small also get the exact dense spectrum
@@ -77,7 +78,8 @@ def results(res: CurvatureResult) -> None:
     m1, m2, m3, m4 = st.columns(4)
     matrix = OPERATOR_KINDS.get(res.settings.get("operator", "hessian"), "Hessian")
     m1.metric("lambda_max", f"{res.eigenvalues[0]:.4g}", help=f"Largest eigenvalue of the {matrix} (sharpness).")
-    m2.metric("trace", f"{tr.get('mean', float('nan')):.4g}", help=f"{tr.get('method')} with {tr.get('matvecs')} HVPs")
+    m2.metric("trace", f"{tr.get('mean', float('nan')):.4g}", help=f"{tr.get('method')} with {tr.get('matvecs')} "
+             + ("probes of H - G (each about half an HVP)" if tr.get("method") == "ggn-cv" else "HVPs"))
     m2.caption(f"+/- {tr.get('stderr') or 0:.2g} (standard error, {tr.get('method')})")
     verdict = res.curvature_verdict()  # the engine decides what may be said about lambda_min
     ratio = verdict["condition"]

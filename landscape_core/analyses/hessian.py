@@ -2,8 +2,9 @@
 
 ``analyze_hessian(run)`` builds the loss on a fixed, seeded subset (eval mode, detached weights),
 the Hessian operator, and runs the estimators asked for: top-k eigenpairs (Lanczos with full
-reorthogonalisation), the smallest eigenvalue, the trace with a standard error (Krylov-aware Hutch++
-by default; Hutch++ or Hutchinson on request), the SLQ spectral density, per-layer blocks (top eigenvalue and trace of each module's
+reorthogonalisation), the smallest eigenvalue, the trace with a standard error (``"auto"``: for a
+plain MLP's Hessian the exact GGN trace plus Hutchinson on ``H - G`` (``"ggn-cv"``), otherwise Krylov-aware
+Hutch++; Hutch++ or Hutchinson on request), the SLQ spectral density, per-layer blocks (top eigenvalue and trace of each module's
 weight+bias block, other parameters fixed) and, for small models, the exact spectrum. The result is
 a frozen :class:`CurvatureResult` whose ``to_dict()`` is JSON-able.
 
@@ -25,12 +26,12 @@ from ..curvature_operators import OPERATOR_KINDS, curvature_operator
 from ..density import slq_density
 from ..exact import MAX_EXACT_PARAMS, exact_spectrum
 from ..functional import LossFunction
-from ..hessian import hessian_operator, parameter_groups
+from ..hessian import HessianOperator, hessian_operator, parameter_groups
 from ..lanczos import condition_number, lanczos
 from ..operators import LinearOperator
 from ..progress import ProgressFn
 from ..results import from_fields
-from ..trace import TraceResult, hutchinson, hutchpp
+from ..trace import TraceResult, control_variate_trace, hutchinson, hutchpp
 from .resolve import loss_function
 
 #: lambda_min within max(residual, ZERO_REL * lambda_max) of 0 counts as 0 (smallest-eigenvalue Lanczos tolerance)
@@ -146,15 +147,46 @@ def exact_trace_by_unit_vectors(op: LinearOperator) -> float:
     return total
 
 
+TRACE_METHODS = ("auto", "ggn-cv", "krylov-hutch++", "hutch++", "hutchinson")
+
+
+def ggn_cv_trace(op: LinearOperator, num_probes: int, *, seed: int = 0,
+                 target_rel_stderr: float | None = None) -> TraceResult | None:
+    """The Hessian trace as the exact GGN trace plus Hutchinson on ``H - G`` (``None`` unless ``op`` is a
+    Hessian operator of a plain MLP: :mod:`landscape_core.mlp_curvature`)."""
+    if not isinstance(op, HessianOperator):
+        return None
+    op.resolve()
+    if op.analytic is None and op.mode != "analytic":  # another HVP mode was asked for: own closed-form state
+        try:
+            op = hessian_operator(op.loss_fn, op.point(), names=op.names, mode="analytic", check=False)
+            op.resolve()
+        except ValueError:
+            return None
+    mc = op.analytic
+    if mc is None:
+        return None
+    parts = mc.ggn_trace_parts()
+    exact = sum(parts[n] for n in op.names)
+    return control_variate_trace(exact, lambda Z: op.analytic_rows(Z, "residual_quadratic"), op.dim,
+                                 num_probes=num_probes, target_rel_stderr=target_rel_stderr, seed=seed,
+                                 device=op.device, dtype=op.dtype, method="ggn-cv")
+
+
 def _trace(op: LinearOperator, probes: int, method: str, seed: int) -> dict:
     if op.dim <= probes:
         start = op.matvecs
         return {"mean": exact_trace_by_unit_vectors(op), "stderr": 0.0, "matvecs": op.matvecs - start,
                 "method": "exact"}
-    if method in ("hutch++", "krylov-hutch++") and probes >= 3:
-        sketch = "krylov" if method == "krylov-hutch++" else "random"
-        r: TraceResult = hutchpp(op, probes, sketch=sketch, seed=seed)
-    else:
+    r: TraceResult | None = None
+    if method in ("auto", "ggn-cv") and probes >= 2:
+        r = ggn_cv_trace(op, probes, seed=seed)
+        if r is None and method == "ggn-cv":
+            raise ValueError("trace method 'ggn-cv' needs the Hessian of a plain MLP (Linear layers and "
+                             "elementwise activations); use 'krylov-hutch++'")
+    if r is None and method in ("auto", "hutch++", "krylov-hutch++") and probes >= 3:
+        r = hutchpp(op, probes, sketch="random" if method == "hutch++" else "krylov", seed=seed)
+    if r is None:
         r = hutchinson(op, probes, seed=seed)
     return {"mean": r.mean, "stderr": r.stderr, "matvecs": r.matvecs, "method": r.method}
 
@@ -165,7 +197,7 @@ def analyze_hessian(
     top_k: int = 5,
     trace: bool = True,
     trace_probes: int = 50,
-    trace_method: Literal["hutch++", "krylov-hutch++", "hutchinson"] = "krylov-hutch++",
+    trace_method: Literal["auto", "ggn-cv", "hutch++", "krylov-hutch++", "hutchinson"] = "auto",
     density: bool = False,
     density_probes: int = 4,
     lanczos_steps: int = 60,
@@ -189,7 +221,8 @@ def analyze_hessian(
         run_or_lossfn: a loaded ``Run`` (the loss is built on ``samples`` examples of ``split``) or a
             ready ``LossFunction`` (then ``samples``/``split``/``device`` are ignored).
         top_k: number of largest eigenvalues (Lanczos, relative residual ``tol``).
-        trace, trace_probes, trace_method: trace estimate with this matvec budget.
+        trace, trace_probes, trace_method: trace estimate with this budget (matvecs; for ``"ggn-cv"``
+            probes of ``H - G``, each a forward tangent pass costing about half a product).
         density, density_probes, lanczos_steps: SLQ spectral density.
         per_layer: top eigenvalue and trace of each module's block.
         smallest: also run a second Lanczos for the smallest (most negative) eigenvalue (its HVPs count
@@ -209,8 +242,8 @@ def analyze_hessian(
     t0 = time.perf_counter()
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if trace_method not in ("hutch++", "krylov-hutch++", "hutchinson"):
-        raise ValueError(f"unknown trace method {trace_method!r}; choose 'hutch++', 'krylov-hutch++' or 'hutchinson'")
+    if trace_method not in TRACE_METHODS:
+        raise ValueError(f"unknown trace method {trace_method!r}; choose from {', '.join(TRACE_METHODS)}")
     if not (isinstance(trace_probes, int) and trace_probes >= 1):
         raise ValueError(f"trace_probes must be a positive integer, got {trace_probes!r}")
     lf = loss_function(run_or_lossfn, samples=samples, split=split, seed=seed, device=device)

@@ -28,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=positive_int, default=5, help="number of largest eigenvalues (Lanczos)")
     p.add_argument("--trace", action="store_true", help="estimate the trace (with a standard error)")
     p.add_argument("--trace-probes", type=positive_int, default=50, help="matvec budget of the trace estimate")
-    p.add_argument("--trace-method", choices=["hutch++", "krylov-hutch++", "hutchinson"], default="krylov-hutch++",
-                   help="trace estimator (default: Krylov-aware Hutch++, fewest HVPs in bench_curvature)")
+    p.add_argument("--trace-method", choices=["auto", "ggn-cv", "krylov-hutch++", "hutch++", "hutchinson"], default="auto",
+                   help="trace estimator (auto: exact GGN trace + Hutchinson on H - G for a plain MLP's Hessian, "
+                        "else Krylov-aware Hutch++)")
     p.add_argument("--density", action="store_true", help="SLQ spectral density")
     p.add_argument("--density-probes", type=positive_int, default=4)
     p.add_argument("--lanczos-steps", type=positive_int, default=60, help="Lanczos steps per density probe")

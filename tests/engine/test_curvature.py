@@ -35,8 +35,9 @@ def test_analyze_matches_exact_and_per_layer_sums_to_trace(tiny):
     assert np.allclose(r.eigenvalues, ev[:3].numpy(), rtol=1e-6)
     assert np.allclose(r.exact_eigenvalues, ev.numpy(), atol=1e-10)
     tr = float(H.trace())
-    # the whole 51-parameter trace is estimated (Krylov-Hutch++, 40 matvecs): within its standard error
-    assert r.trace["method"] == "krylov-hutch++" and abs(r.trace["mean"] - tr) < 4 * r.trace["stderr"] + 1e-12
+    # the whole 51-parameter trace is estimated ("auto" on a plain MLP: exact GGN trace + 40 probes of
+    # H - G): within its standard error
+    assert r.trace["method"] == "ggn-cv" and abs(r.trace["mean"] - tr) < 4 * r.trace["stderr"] + 1e-12
     # the blocks (30 and 21 parameters <= 40 probes) are computed exactly: they sum to tr(H)
     names = [d["name"] for d in r.per_layer]
     assert names == ["0", "2"] and [d["numel"] for d in r.per_layer] == [30, 21]
