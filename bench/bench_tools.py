@@ -8,7 +8,8 @@ repeat starts from scratch (ours builds its operator and retained graph, PyHessi
 
 Lines (``name: ours=... reference=... ratio=... target... PASS|MISS``):
 
-* ``top5``: top-5 Hessian eigenvalues, Lanczos (``tol=1e-6, value_tol=1e-6``: eigenvalues to 1e-6) vs
+* ``top5``: top-5 Hessian eigenvalues, Lanczos (``value_tol=1e-5``: eigenvalues to the 1e-5 the target
+  asks for, by the Kato-Temple bound; an informational line repeats it at 1e-6) vs
   ``hessian(model, nn.CrossEntropyLoss(), data=(X, y), cuda=False).eigenvalues(top_n=5)``; accuracy of
   both against ARPACK (``scipy.sparse.linalg.eigsh``, float64 HVPs, tol 1e-12). Target: ours
   <= 0.25x and max relative error <= 1e-5 (a second line).
@@ -138,9 +139,9 @@ def bench_hessian(model: nn.Module, X, y, repeats: int) -> None:
     print(f"# ARPACK float64 top-5: {ref.tolist()}", flush=True)
     lf = LossFunction(model, X, y, batch_size=None)
 
-    def ours_top5():
+    def ours_top5(value_tol: float = 1e-5):
         op = hessian_operator(lf)
-        r = lanczos(op, 5, tol=1e-6, value_tol=1e-6)
+        r = lanczos(op, 5, tol=1e-6, value_tol=value_tol)
         return r, op
 
     seeds = iter(range(1000))  # PyHessian draws its random vectors from torch's global RNG: a new seed per
@@ -158,6 +159,12 @@ def bench_hessian(model: nn.Module, X, y, repeats: int) -> None:
           f"{op.setup_seconds * 1e3:.0f} ms), max rel. err {e_ours:.2e}; PyHessian max rel. err {e_pyh:.2e}", flush=True)
     line("top5 eigenvalues (digits MLP, 1347 ex.) vs PyHessian", t["ours"], t["pyhessian"], 0.25)
     line("top5 max relative error vs float64 eigsh (ours vs 1e-5)", e_ours, 1e-5, 1.0, unit="")
+    # the same with eigenvalues to 1e-6 (the CLI's default accuracy; informational)
+    t, last = interleaved({"ours": lambda: ours_top5(1e-6), "pyhessian": pyh_top5}, repeats)
+    r6 = last["ours"][0]
+    e6 = float(np.max(np.abs(r6.eigenvalues.numpy() - ref) / np.abs(ref)))
+    print(f"# ours at value_tol 1e-6: {r6.matvecs} HVPs, max rel. err {e6:.2e}", flush=True)
+    line("top5 eigenvalues to 1e-6 vs PyHessian (info)", t["ours"], t["pyhessian"], 0.25)
 
     # one HVP, both set up (our analytic state / PyHessian's gradient graph built once)
     op = hessian_operator(lf)
