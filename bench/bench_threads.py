@@ -1,7 +1,7 @@
 """Thread policy measurements: 2 (all cores) vs 1 torch intra-op thread, quiet and under load.
 
 Workloads on the digits MLP 64-64-64-10 tanh (``checkpoints/digits-sgd``, 1347 training examples):
-  * ``hvp``: one Hessian-vector product (retained graph), median of 20;
+  * ``hvp``: one Hessian-vector product (``auto`` mode: the closed-form MLP product), median of 20;
   * ``surface``: a 21x21 filter-normalised surface (batched evaluator);
   * ``train_step``: one full-batch SGD step (forward, backward, update).
 Each (workload, threads) pair runs in a fresh subprocess (the thread count is fixed per process), the

@@ -78,8 +78,8 @@ def results(res: CurvatureResult) -> None:
     m1, m2, m3, m4 = st.columns(4)
     matrix = OPERATOR_KINDS.get(res.settings.get("operator", "hessian"), "Hessian")
     m1.metric("lambda_max", f"{res.eigenvalues[0]:.4g}", help=f"Largest eigenvalue of the {matrix} (sharpness).")
-    m2.metric("trace", f"{tr.get('mean', float('nan')):.4g}", help=f"{tr.get('method')} with {tr.get('matvecs')} "
-             + ("probes of H - G (each about half an HVP)" if tr.get("method") == "ggn-cv" else "HVPs"))
+    m2.metric("trace", f"{tr.get('mean', float('nan')):.4g}", help=(f"exact Gauss-Newton trace + {tr.get('probes')} probes of H - G (forward passes, no HVP)"
+                   if tr.get("method") == "ggn-cv" else f"{tr.get('method')} with {tr.get('matvecs')} HVPs"))
     m2.caption(f"+/- {tr.get('stderr') or 0:.2g} (standard error, {tr.get('method')})")
     verdict = res.curvature_verdict()  # the engine decides what may be said about lambda_min
     ratio = verdict["condition"]

@@ -188,7 +188,9 @@ def _trace(op: LinearOperator, probes: int, method: str, seed: int) -> dict:
         r = hutchpp(op, probes, sketch="random" if method == "hutch++" else "krylov", seed=seed)
     if r is None:
         r = hutchinson(op, probes, seed=seed)
-    return {"mean": r.mean, "stderr": r.stderr, "matvecs": r.matvecs, "method": r.method}
+    # ggn-cv's probes are forward tangent passes of H - G, not products: 0 HVPs, the probes counted apart
+    hvps = 0 if r.method == "ggn-cv" else r.matvecs
+    return {"mean": r.mean, "stderr": r.stderr, "matvecs": hvps, "probes": len(r.estimates), "method": r.method}
 
 
 def analyze_hessian(

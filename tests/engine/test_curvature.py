@@ -38,6 +38,8 @@ def test_analyze_matches_exact_and_per_layer_sums_to_trace(tiny):
     # the whole 51-parameter trace is estimated ("auto" on a plain MLP: exact GGN trace + 40 probes of
     # H - G): within its standard error
     assert r.trace["method"] == "ggn-cv" and abs(r.trace["mean"] - tr) < 4 * r.trace["stderr"] + 1e-12
+    # its probes are forward passes of H - G, not products: counted as probes, 0 HVPs in the totals
+    assert r.trace["probes"] == 40 and r.trace["matvecs"] == 0 and r.breakdown["matvecs"]["trace"] == 0
     # the blocks (30 and 21 parameters <= 40 probes) are computed exactly: they sum to tr(H)
     names = [d["name"] for d in r.per_layer]
     assert names == ["0", "2"] and [d["numel"] for d in r.per_layer] == [30, 21]
