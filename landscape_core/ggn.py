@@ -43,7 +43,7 @@ from .functional import LossFunction
 from .operators import ParameterOperator
 from .params import Params
 
-JacobianMode = Literal["auto", "fwd", "rev"]
+JacobianMode = Literal["auto", "analytic", "fwd", "rev"]
 
 #: ``"auto"`` per device type (the same choice as the Hessian's: reverse mode on CPU, forward on CUDA).
 AUTO_JACOBIAN_MODE: dict[str, str] = {"cpu": "rev", "cuda": "fwd"}
@@ -82,7 +82,9 @@ class OutputSpaceOperator(ParameterOperator):
     parameter plumbing (point, subset ``names``, dtype, flat vectors) is :class:`ParameterOperator`'s.
 
     Attributes:
-        mode: ``"fwd"`` (forward-mode JVP) or ``"rev"`` (double-vjp from one forward pass).
+        mode: ``"fwd"`` (forward-mode JVP) or ``"rev"`` (double-vjp from one forward pass); the GGN (and
+            the exact Fisher, the same matrix) also ``"analytic"``: the closed form of a plain MLP
+            (:mod:`landscape_core.mlp_curvature`), which ``"auto"`` picks when the model is one.
     """
 
     def __init__(
@@ -94,10 +96,22 @@ class OutputSpaceOperator(ParameterOperator):
         dtype: torch.dtype | None = None,
         mode: JacobianMode = "auto",
     ) -> None:
-        if mode not in ("auto", "fwd", "rev"):
-            raise ValueError(f"unknown Jacobian mode {mode!r}; choose 'auto', 'fwd' or 'rev'")
+        if mode not in ("auto", "analytic", "fwd", "rev"):
+            raise ValueError(f"unknown Jacobian mode {mode!r}; choose 'auto', 'analytic', 'fwd' or 'rev'")
         super().__init__(loss_fn, params, names=names, dtype=dtype)
-        self.mode = AUTO_JACOBIAN_MODE.get(self.device.type, "fwd") if mode == "auto" else mode
+        self._rows = None
+        if mode in ("auto", "analytic") and isinstance(self, GGNOperator):
+            from .mlp_curvature import named_rows
+
+            with torch.no_grad():
+                self._rows = named_rows(self.loss_fn, self.point(), self._var)
+            if self._rows is None and mode == "analytic":
+                raise ValueError("mode 'analytic' needs a plain MLP (Linear layers and elementwise activations) "
+                                 "under cross-entropy or squared error")
+        if self._rows is not None:
+            self.mode = "analytic"
+        else:
+            self.mode = AUTO_JACOBIAN_MODE.get(self.device.type, "fwd") if mode in ("auto", "analytic") else mode
 
     def _output_matvec(self, b: int, z: Tensor, yb: Tensor, u: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -127,6 +141,9 @@ class OutputSpaceOperator(ParameterOperator):
         return list(torch.autograd.grad(z, list(p.values()), u, allow_unused=True))
 
     def _apply(self, v: Tensor) -> Tensor:
+        if self._rows is not None:
+            with torch.no_grad():
+                return self._rows("products", v.unsqueeze(0), ggn=True)[0]
         vd = self._unflatten(v)
         acc: Tensor | None = None
         with torch.enable_grad():

@@ -146,8 +146,7 @@ class HessianOperator(ParameterOperator):
         self.mode: str = mode
         self.memory_budget = default_memory_budget() if memory_budget is None else memory_budget
         self._graphs: list[tuple[list[Tensor], list[Tensor | None], float]] | None = None
-        self.analytic = None  # the MLPCurvature in "analytic" mode
-        self._cols: Tensor | None = None  # this operator's columns in the analytic chain order (None: same order)
+        self.analytic = None  # the MLPCurvature in "analytic" mode (self._rows: it in this operator's order)
         self.graph_bytes = 0
         self.setup_seconds = 0.0
         self.batched = BATCHED_GRAPH_DEFAULT.get(self.device.type, False) if batched is None else bool(batched)
@@ -201,27 +200,18 @@ class HessianOperator(ParameterOperator):
         self.graph_bytes = 0
 
     def _try_analytic(self, budget: float) -> bool:
-        from .mlp_curvature import mlp_curvature
+        from .mlp_curvature import named_rows
 
-        mc = mlp_curvature(self.loss_fn, self.point())
-        if mc is None or mc.state_bytes > budget or not set(self.names) <= set(mc.names):
+        self._rows = named_rows(self.loss_fn, self.point(), self._var, budget)
+        if self._rows is None:
             return False
-        self.analytic, self.graph_bytes, self._cols = mc, mc.state_bytes, None
-        if self.names != mc.names:
-            offs = dict(zip(mc.names, torch.tensor([0, *mc.sizes]).cumsum(0).tolist()))
-            self._cols = torch.cat([torch.arange(offs[n], offs[n] + self._var[n].numel()) for n in self.names]).to(self.device)
+        self.analytic, self.graph_bytes = self._rows.mc, self._rows.mc.state_bytes
         return True
 
     def analytic_rows(self, Vt: Tensor, fn: str = "products") -> Tensor:
         """``fn`` of the analytic curvature (``products`` or ``residual_quadratic``) on rows ``Vt`` in this
         operator's order (zero outside ``names``)."""
-        mc = self.analytic
-        if self._cols is None:
-            return getattr(mc, fn)(Vt)
-        full = torch.zeros(Vt.shape[0], mc.dim, device=self.device, dtype=self.dtype)
-        full[:, self._cols] = Vt
-        out = getattr(mc, fn)(full)
-        return out if out.ndim == 1 else out[:, self._cols]
+        return self._rows(fn, Vt)
 
     @staticmethod
     def _retained_hvp(leaves: list[Tensor], g: list[Tensor | None], vs: list[Tensor]) -> list[Tensor | None]:

@@ -427,6 +427,39 @@ class _Unsupported(Exception):
     pass
 
 
+class NamedRows:
+    """An :class:`MLPCurvature`'s row functions in an operator's own parameter order / subset.
+
+    ``rows(fn, Vt)`` scatters rows ``Vt`` (``k x dim`` in ``names`` order) into the chain order (zeros
+    elsewhere), applies ``mc.<fn>`` and gathers the result back (vectors) or returns it (per-row values).
+    """
+
+    def __init__(self, mc: MLPCurvature, names: list[str], numels: list[int], device: torch.device) -> None:
+        self.mc = mc
+        self.cols: Tensor | None = None
+        if list(names) != mc.names:
+            offs = dict(zip(mc.names, torch.tensor([0, *mc.sizes]).cumsum(0).tolist()))
+            self.cols = torch.cat([torch.arange(offs[n], offs[n] + k) for n, k in zip(names, numels)]).to(device)
+
+    def __call__(self, fn: str, Vt: Tensor, **kw) -> Tensor:
+        if self.cols is None:
+            return getattr(self.mc, fn)(Vt, **kw)
+        full = torch.zeros(Vt.shape[0], self.mc.dim, device=Vt.device, dtype=Vt.dtype)
+        full[:, self.cols] = Vt
+        out = getattr(self.mc, fn)(full, **kw)
+        return out if out.ndim == 1 else out[:, self.cols]
+
+
+def named_rows(loss_fn: LossFunction, point: Mapping[str, Tensor], var: Mapping[str, Tensor],
+               budget: float = float("inf")) -> NamedRows | None:
+    """:func:`mlp_curvature` at ``point`` seen through the parameters ``var`` (name -> tensor, in vector
+    order), or ``None`` (not a plain MLP, state over ``budget`` bytes, or a name outside the chain)."""
+    mc = mlp_curvature(loss_fn, point)
+    if mc is None or mc.state_bytes > budget or not set(var) <= set(mc.names):
+        return None
+    return NamedRows(mc, list(var), [t.numel() for t in var.values()], loss_fn.device)
+
+
 def mlp_curvature(loss_fn: LossFunction, point: Mapping[str, Tensor] | None = None) -> MLPCurvature | None:
     """The closed-form curvature of ``loss_fn``'s model at ``point``, or ``None`` if it is not a plain MLP.
 
@@ -454,4 +487,4 @@ def mlp_curvature(loss_fn: LossFunction, point: Mapping[str, Tensor] | None = No
     return mc
 
 
-__all__ = ["MLPCurvature", "mlp_curvature"]
+__all__ = ["MLPCurvature", "NamedRows", "mlp_curvature", "named_rows"]

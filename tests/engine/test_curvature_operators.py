@@ -109,13 +109,15 @@ class Reference:
 
 
 @pytest.mark.parametrize("batchnorm", [False, True])
-@pytest.mark.parametrize("mode", ["fwd", "rev"])
+@pytest.mark.parametrize("mode", ["fwd", "rev", "auto"])
 def test_ggn_matches_dense_reference_with_batch_weighting(batchnorm, mode):
     m, X, y = tiny(batchnorm)
     h0 = model_hash(m)
     ref = Reference(m, X, y)
     lf = LossFunction(m, X, y, batch_size=7, dtype=torch.float64)  # batches 7, 7, 6 weighted by size
     op = ggn_operator(lf, mode=mode)
+    # "auto": the closed form of mlp_curvature for the plain MLP, autograd with BatchNorm
+    assert op.mode == ("rev" if batchnorm else "analytic") if mode == "auto" else op.mode == mode
     G = op.dense()
     assert op.matvecs == op.dim
     assert torch.allclose(G, ref.ggn(), **TOL)
