@@ -15,8 +15,9 @@ Pearlmutter's R-operator gives ``H v`` as
 
 The activations ``x_l``, ``f'(y_l)``, ``f''(y_l) * g_{x_{l+1}}`` and the gradients ``g_{y_l}`` are computed
 once per batch and kept (about ``4 N sum(widths)`` numbers, far less than an autograd graph), so a product
-costs about 20 small matmuls and no Python-level autograd: 1.4-1.5x faster than one double backward
-through a retained graph (the same arithmetic) on the digits MLP. Dropping the two terms with ``g`` gives
+costs about 20 small matmuls and no autograd bookkeeping: 1.25-1.45x faster than one double backward
+through a retained graph (the same arithmetic) on the digits MLP, where the matmuls then run at about
+the machine's matmul peak (``bench/bench_tools.py``). Dropping the two terms with ``g`` gives
 the GGN product ``J^T H_out J v``.
 
 Two quantities autograd does not give cheaply:
@@ -29,7 +30,7 @@ Two quantities autograd does not give cheaply:
   ``sum_l [ 2 <g_{y_l}, xdot_l V_l^T> + <f''(y_{l-1}) g_{x_l}, ydot_{l-1}^2> ]``, a forward pass of
   tangents and no backward pass. With ``tr(G)`` exact this is the *control variate* trace estimator
   :func:`landscape_core.trace.control_variate_trace`: Hutchinson only on ``H - G``, whose per-probe spread
-  is 6x smaller than that of ``H`` on the shipped digits MLP (2.3% vs 14.6% of the trace).
+  is about 7x smaller than that of ``H`` on the shipped digits MLP (1.8-2.3% vs 13-15% of the trace).
 
 Supported chains (anything else gives ``None`` from :func:`mlp_curvature` and the autograd paths are
 used): an :class:`~landscape_core.models.MLP` without BatchNorm or a plain ``nn.Sequential`` of an optional

@@ -13,6 +13,7 @@ import io
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,12 @@ def _mapping_text(page) -> str:
     """The key-mapping table (the last data frame): its cells are in the grid's accessible DOM table."""
     grid = page.locator('[data-testid="stDataFrame"]').last
     grid.scroll_into_view_if_needed()
-    return grid.text_content() or ""
+    deadline = time.monotonic() + 30
+    text = grid.text_content() or ""
+    while not text.strip() and time.monotonic() < deadline:  # a grid being re-rendered (second import) is empty
+        page.wait_for_timeout(200)
+        text = grid.text_content() or ""
+    return text
 
 
 def test_probe_fc3_safetensors_and_dataparallel_th_then_curvature(app_server, page):
