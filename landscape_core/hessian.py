@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ from torch import Tensor
 from torch.func import grad, jvp, vmap
 
 from .determinism import checked
+from .eval_batchnorm import with_eval_batchnorm
 from .functional import LossFunction
 from .operators import ParameterOperator
 from .params import Params
@@ -150,6 +152,13 @@ class HessianOperator(ParameterOperator):
         self.graph_bytes = 0
         self.setup_seconds = 0.0
         self.batched = BATCHED_GRAPH_DEFAULT.get(self.device.type, False) if batched is None else bool(batched)
+        # gradient graphs are built through eval-mode BatchNorms with a written-out second derivative
+        # (eval_batchnorm.py: the native double backward also forms training-mode terms)
+        self._graph_lf = self.loss_fn
+        swapped = with_eval_batchnorm(self.loss_fn.model)
+        if swapped is not None:
+            self._graph_lf = copy.copy(self.loss_fn)
+            self._graph_lf.model = swapped
 
     # -- retained graphs ------------------------------------------------------------------------
     def _leaves(self) -> dict[str, Tensor]:
@@ -187,7 +196,7 @@ class HessianOperator(ParameterOperator):
         self.graph_bytes = bytes_total
 
     def _grad_graph(self, p: dict[str, Tensor], Xb: Tensor, yb: Tensor) -> list[Tensor | None]:
-        loss = self.loss_fn.batch_loss({**self._fixed, **p}, Xb, yb)
+        loss = self._graph_lf.batch_loss({**self._fixed, **p}, Xb, yb)
         if not loss.requires_grad:  # the loss does not depend on these parameters
             return [None] * len(p)
         g = torch.autograd.grad(loss, list(p.values()), create_graph=True, allow_unused=True)
