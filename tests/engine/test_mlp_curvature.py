@@ -584,3 +584,20 @@ def test_ggn_and_fisher_operators_take_the_closed_form_for_plain_mlps():
     bn = LossFunction(MLP((6,), 3, width=4, depth=1, batchnorm=True).double().eval(), X.reshape(20, 6), y)
     with pytest.raises(ValueError, match="needs a plain MLP"):
         ggn_operator(bn, mode="analytic")
+
+
+@pytest.mark.parametrize("block", [False, True], ids=["rows", "block"])
+def test_block_and_row_by_row_forms_agree_with_dense(monkeypatch, block):
+    """Both ways of handling ``k`` rows (the ``(n, k, width)`` block form CUDA uses, row by row on CPU; see
+    ``BLOCK_ROWS``) give the dense Hessian, GGN and ``H - G`` quadratic forms."""
+    monkeypatch.setitem(mlp_mod.BLOCK_ROWS, "cpu", block)
+    X, y = chain_data("cross_entropy")
+    m = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.GELU(), nn.Linear(4, 3)).double().eval()
+    lf = LossFunction(m, X, y, batch_size=8)
+    H, G = dense_hessian(lf), dense_ggn(lf)
+    mc = mlp_curvature(lf)
+    Z = torch.randn(3, mc.dim, generator=gen(5), dtype=F64)
+    scale = H.abs().max()
+    assert (mc.products(Z) - Z @ H).abs().max() <= 1e-10 * scale
+    assert (mc.products(Z, ggn=True) - Z @ G).abs().max() <= 1e-10 * scale
+    assert (mc.residual_quadratic(Z) - torch.einsum("ki,ij,kj->k", Z, H - G, Z)).abs().max() <= 1e-10 * scale * Z.shape[1]
