@@ -32,24 +32,24 @@ Two quantities autograd does not give cheaply:
   :func:`landscape_core.trace.control_variate_trace`: Hutchinson only on ``H - G``, whose per-probe spread
   is about 7x smaller than that of ``H`` on the shipped digits MLP (1.8-2.3% vs 13-15% of the trace).
 
-Supported chains (anything else gives ``None`` from :func:`mlp_curvature` and the autograd paths are
-used): an :class:`~landscape_core.models.MLP` without BatchNorm or a plain ``nn.Sequential`` of an optional
+Supported chains (read by :func:`landscape_core.mlp_chain.parse_chain`; anything else gives ``None`` from
+:func:`mlp_curvature` and the autograd paths are used): an :class:`~landscape_core.models.MLP` without BatchNorm or a plain ``nn.Sequential`` of an optional
 leading ``Flatten``, ``Linear`` layers and elementwise activations (tanh, sigmoid, ReLU, LeakyReLU, ELU,
 exact GELU, Softplus, identity / eval-mode dropout), ending in a ``Linear``; cross-entropy with integer
-labels or squared error. The build checks its own forward loss against the model's on the first batch
-and declines on any mismatch.
+labels or squared error. The build checks its own forward loss against the model's on every batch and
+declines on any mismatch.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from .functional import LossFunction
+from .mlp_chain import ACT_FORWARD, ChainLayer, derivatives, parse_chain
 
 #: Whether a block of ``k`` rows runs as one pass with ``(n, k, width)`` tangents (else row by row), per
 #: device type. Measured on the digits MLP (1347 examples, 2 threads, ``k = 4..16``): the block form cost
@@ -58,113 +58,6 @@ from .functional import LossFunction
 #: CUDA keeps the block form (wider kernels, fewer launches; not measured here, no GPU).
 BLOCK_ROWS: dict[str, bool] = {"cpu": False, "cuda": True}
 
-#: ``(y, x = f(y)) -> (f'(y), f''(y))``; ``None`` stands for 1 (f') or 0 (f'').
-Derivs = Callable[[Tensor, Tensor], tuple[Tensor | None, Tensor | None]]
-
-
-def _tanh(y: Tensor, x: Tensor):
-    d1 = 1 - x * x
-    return d1, -2 * x * d1
-
-
-def _sigmoid(y: Tensor, x: Tensor):
-    d1 = x * (1 - x)
-    return d1, d1 * (1 - 2 * x)
-
-
-def _gelu(y: Tensor, x: Tensor):
-    phi = torch.exp(-0.5 * y * y) / math.sqrt(2 * math.pi)
-    Phi = 0.5 * (1 + torch.erf(y / math.sqrt(2)))
-    return Phi + y * phi, phi * (2 - y * y)
-
-
-def _derivs(m: nn.Module) -> Derivs | None:
-    """Derivatives of an elementwise activation module, or ``None`` if it is not one we know."""
-    t = type(m)
-    if t is nn.Tanh:
-        return _tanh
-    if t is nn.Sigmoid:
-        return _sigmoid
-    if t is nn.ReLU:
-        return lambda y, x: ((y > 0).to(y.dtype), None)
-    if t is nn.LeakyReLU:
-        s = m.negative_slope
-        return lambda y, x: (1 + (s - 1) * (y <= 0).to(y.dtype), None)  # slope in y's dtype (not float32)
-    if t is nn.ELU:
-        a = m.alpha
-        return lambda y, x: (torch.where(y > 0, 1.0, x + a), torch.where(y > 0, 0.0, x + a))
-    if t is nn.GELU and m.approximate == "none":
-        return _gelu
-    if t is nn.Softplus:
-        beta, thr = m.beta, m.threshold
-
-        def softplus(y: Tensor, x: Tensor):
-            s = torch.sigmoid(beta * y)
-            lin = beta * y > thr  # torch's softplus is the identity there
-            return torch.where(lin, 1.0, s), torch.where(lin, 0.0, beta * s * (1 - s))
-        return softplus
-    return None
-
-
-_ACT_FORWARD: dict[type, Callable[[nn.Module, Tensor], Tensor]] = {
-    nn.Tanh: lambda m, y: torch.tanh(y),
-    nn.Sigmoid: lambda m, y: torch.sigmoid(y),
-    nn.ReLU: lambda m, y: torch.relu(y),
-    nn.LeakyReLU: lambda m, y: nn.functional.leaky_relu(y, m.negative_slope),
-    nn.ELU: lambda m, y: nn.functional.elu(y, m.alpha),
-    nn.GELU: lambda m, y: nn.functional.gelu(y),
-    nn.Softplus: lambda m, y: nn.functional.softplus(y, m.beta, m.threshold),
-}
-
-
-@dataclass(frozen=True)
-class _Layer:
-    weight: str
-    bias: str | None
-    act: nn.Module | None  # the activation after this layer (None: identity / the output layer)
-
-
-def _parse_chain(model: nn.Module) -> tuple[bool, list[_Layer]] | None:
-    """``(flatten_first, layers)`` for a supported chain, else ``None``."""
-    from .model_chain import chain_leaves
-    from .models import MLP
-
-    if type(model) not in (MLP, nn.Sequential):  # subclasses may override forward
-        return None
-    leaves = chain_leaves(model)
-    if not leaves:
-        return None
-    flatten, layers = False, []
-    pending: nn.Module | None = None  # an activation waiting for the next Linear
-    for i, (prefix, m) in enumerate(leaves):
-        def full(n: str, p: str = prefix) -> str:
-            return f"{p}.{n}" if p else n
-
-        t = type(m)
-        if t is nn.Flatten:
-            if i != 0 or m.start_dim != 1 or m.end_dim != -1:
-                return None
-            flatten = True
-        elif t in (nn.Identity, nn.Dropout):
-            continue
-        elif t is nn.Linear:
-            if layers:
-                layers[-1] = _Layer(layers[-1].weight, layers[-1].bias, pending)
-            elif pending is not None:  # an activation before the first Linear
-                return None
-            layers.append(_Layer(full("weight"), full("bias") if m.bias is not None else None, None))
-            pending = None
-        elif _derivs(m) is not None:
-            if not layers or pending is not None:  # leading or doubled activations: not a plain chain
-                return None
-            pending = m
-        else:
-            return None
-    if not layers or pending is not None:  # must end with a Linear
-        return None
-    return flatten, layers
-
-
 class MLPCurvature:
     """Cached per-batch state of a plain MLP at a point; see the module docstring.
 
@@ -172,7 +65,7 @@ class MLPCurvature:
     quadratic forms take and return ``(k, dim)`` blocks. Use :func:`mlp_curvature` to build one.
     """
 
-    def __init__(self, loss_fn: LossFunction, point: Mapping[str, Tensor], flatten: bool, layers: list[_Layer]) -> None:
+    def __init__(self, loss_fn: LossFunction, point: Mapping[str, Tensor], flatten: bool, layers: list[ChainLayer]) -> None:
         self.loss_fn = loss_fn
         self.layers = layers
         self.flatten = flatten
@@ -184,7 +77,7 @@ class MLPCurvature:
         self.loss_name = loss_fn.loss_name
         self.num_outputs = self.W[-1].shape[0]
         # the derivative functions of each layer's activation (None for the output layer / identity)
-        self._derivs = [None if ly.act is None else _derivs(ly.act) for ly in layers]
+        self._derivs = [None if ly.act is None else derivatives(ly.act) for ly in layers]
         self._states = [self._batch_state(Xb, yb) for Xb, yb, _ in loss_fn.iter_batches()]
         self.state_bytes = sum(t.numel() * t.element_size() for s in self._states for ts in s.values()
                                for t in (ts if isinstance(ts, list) else [ts]) if isinstance(t, Tensor))
@@ -197,7 +90,7 @@ class MLPCurvature:
             y = x @ W.T if b is None else torch.addmm(b, x, W.T)
             ys.append(y)
             if ly.act is not None:
-                x = _ACT_FORWARD[type(ly.act)](ly.act, y)
+                x = ACT_FORWARD[type(ly.act)](ly.act, y)
                 xs.append(x)
             else:
                 x = y
@@ -211,7 +104,7 @@ class MLPCurvature:
         xs, ys = self._forward(Xb)
         z, N = ys[-1], self.loss_fn.n
         if self.loss_name == "cross_entropy":
-            if yb.dtype in (torch.float16, torch.float32, torch.float64) or z.ndim != 2:
+            if yb.is_floating_point() or z.ndim != 2:
                 raise _Unsupported("cross-entropy needs integer labels and (N, C) logits")
             p = torch.softmax(z, dim=-1)
             gz = p.clone()
@@ -479,7 +372,7 @@ def mlp_curvature(loss_fn: LossFunction, point: Mapping[str, Tensor] | None = No
     rounding), so a chain this module misreads can never give wrong numbers: the callers fall back to
     autograd.
     """
-    parsed = _parse_chain(loss_fn.model)
+    parsed = parse_chain(loss_fn.model)
     if parsed is None or loss_fn.loss_name not in ("cross_entropy", "mse"):
         return None
     p = {**loss_fn.params0, **(point or {})}

@@ -19,6 +19,7 @@ from landscape_core.functional import LossFunction
 from landscape_core.ggn import ggn_operator
 from landscape_core.hessian import hessian_operator
 from landscape_core.lanczos import lanczos
+from landscape_core.mlp_chain import ACT_FORWARD, parse_chain
 from landscape_core.mlp_curvature import mlp_curvature
 from landscape_core.model_chain import chain_leaves
 from landscape_core.models import MLP
@@ -237,7 +238,7 @@ def test_non_plain_models_fall_back(kind):
     lf = LossFunction(m, X, y, batch_size=8, dtype=F64)
     # the chain parser refuses all but the tied weights (parsed, then declined: "2.weight" is no parameter);
     # the forward self-check would catch a misparse too, so the parser is asserted on its own
-    assert (mlp_mod._parse_chain(lf.model) is None) == (kind != "tied_weights")
+    assert (parse_chain(lf.model) is None) == (kind != "tied_weights")
     assert mlp_curvature(lf) is None
     H = dense_hessian(lf)
     op = hessian_operator(lf)
@@ -266,7 +267,7 @@ def test_self_check_declines_a_misread_forward(monkeypatch):
     assert mlp_curvature(lf) is not None
     H = dense_hessian(lf)
     # a wrong tanh in the analytic forward (the derivatives would be consistent with it)
-    monkeypatch.setitem(mlp_mod._ACT_FORWARD, nn.Tanh, lambda mod, y: torch.tanh(1.001 * y))
+    monkeypatch.setitem(ACT_FORWARD, nn.Tanh, lambda mod, y: torch.tanh(1.001 * y))
     assert mlp_curvature(lf) is None
     op = hessian_operator(lf)
     op.resolve()
