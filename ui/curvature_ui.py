@@ -30,7 +30,9 @@ def settings_widgets(info: dict) -> HessianSettings:
     top_k = c1.slider("Top-k eigenvalues", 1, 20, 5, key="curv_k")
     samples = c2.select_slider("Examples", [64, 128, 256, 512, 1024, "all"], value=512, key="curv_samples")
     split = c3.radio("Data", ["train", "test"], horizontal=True, key="curv_split")
-    probes = c4.select_slider("Trace probes (HVPs)", [5, 10, 20, 30, 50, 100, 200], value=30, key="curv_probes")
+    probes = c4.select_slider("Trace probes", [5, 10, 20, 30, 50, 100, 200], value=30, key="curv_probes",
+                              help="Probe vectors of the trace estimator: HVPs for Hutch++ / Hutchinson; for a plain MLP "
+                                   "probes of H - G on top of the exact Gauss-Newton trace (forward passes, cheaper than HVPs).")
     c5, c6, c7, c8 = st.columns(4)
     density = c5.toggle("Spectral density", value=True, key="curv_density")
     d_probes = c6.slider("Density probes", 1, 10, 3, key="curv_dprobes", disabled=not density)
