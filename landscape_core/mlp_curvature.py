@@ -196,8 +196,6 @@ class MLPCurvature:
         """``H V^T`` (or ``G V^T`` with ``ggn``) for rows ``V`` (``k x dim``), as ``k x dim`` rows."""
         if V.shape[0] > 1 and not BLOCK_ROWS.get(V.device.type, True):
             return torch.cat([self.products(V[i : i + 1], ggn=ggn) for i in range(V.shape[0])])
-        if V.shape[0] == 1 and not ggn:
-            return self._hvp_one(V[0]).unsqueeze(0)
         Vs, bs = self._split(V)
         k = V.shape[0]
         acc: Tensor | None = None
@@ -234,47 +232,6 @@ class MLPCurvature:
             acc = rows if acc is None else acc.add_(rows)
         assert acc is not None
         return acc
-
-    def _hvp_one(self, v: Tensor) -> Tensor:
-        """One product with 2-D ops only, each layer's block written in place into the result (the Lanczos
-        path: about a third fewer tensor ops than the block form at ``k = 1``, the same arithmetic)."""
-        Vs, bs = self._split(v.unsqueeze(0))
-        res = torch.empty(self.dim, device=v.device, dtype=v.dtype)
-        outs = res.split(self.sizes)
-        last = len(self.W) - 1
-        for b_i, s in enumerate(self._states):
-            xs, gys, fps, ccs = s["xs"], s["gy"], s["fp"], s["cc"]
-            yds: list[Tensor] = []
-            xds: list[Tensor | None] = [None]
-            for l_, (W, V, bv) in enumerate(zip(self.W, Vs, bs)):
-                yd = xs[l_] @ V[0].T if bv is None else torch.addmm(bv[0], xs[l_], V[0].T)
-                if xds[l_] is not None:
-                    yd.addmm_(xds[l_], W.T)
-                yds.append(yd)
-                if l_ < last:
-                    xds.append(yd if fps[l_] is None else fps[l_] * yd)
-            Rg = self._out_tangent(s, yds[-1].unsqueeze(1)).squeeze(1)
-            j = len(outs)
-            for l_ in range(last, -1, -1):
-                W = self.W[l_]
-                if self.b[l_] is not None:
-                    j -= 1
-                    bias_sum = Rg.sum(0)
-                    outs[j].copy_(bias_sum) if b_i == 0 else outs[j].add_(bias_sum)
-                j -= 1
-                gW = outs[j].view(W.shape)
-                if b_i == 0:
-                    torch.mm(Rg.T, xs[l_], out=gW)
-                else:
-                    gW.addmm_(Rg.T, xs[l_])
-                if l_ > 0:
-                    gW.addmm_(gys[l_].T, xds[l_])
-                    Rx = gys[l_] @ Vs[l_][0]
-                    Rx.addmm_(Rg, W)
-                    Rg = Rx if fps[l_ - 1] is None else Rx.mul_(fps[l_ - 1])
-                    if ccs[l_ - 1] is not None:
-                        Rg.addcmul_(ccs[l_ - 1], yds[l_ - 1])
-        return res
 
     def residual_quadratic(self, Z: Tensor) -> Tensor:
         """``z^T (H - G) z`` for each row ``z`` of ``Z`` (``k x dim``): a forward pass of tangents only."""
