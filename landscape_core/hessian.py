@@ -148,17 +148,29 @@ class HessianOperator(ParameterOperator):
         self.mode: str = mode
         self.memory_budget = default_memory_budget() if memory_budget is None else memory_budget
         self._graphs: list[tuple[list[Tensor], list[Tensor | None], float]] | None = None
-        self.analytic = None  # the MLPCurvature in "analytic" mode (self._rows: it in this operator's order)
+        self._rows = None  # "analytic" mode: the MLPCurvature seen in this operator's parameter order
         self.graph_bytes = 0
         self.setup_seconds = 0.0
         self.batched = BATCHED_GRAPH_DEFAULT.get(self.device.type, False) if batched is None else bool(batched)
-        # gradient graphs are built through eval-mode BatchNorms with a written-out second derivative
-        # (eval_batchnorm.py: the native double backward also forms training-mode terms)
-        self._graph_lf = self.loss_fn
-        swapped = with_eval_batchnorm(self.loss_fn.model)
-        if swapped is not None:
-            self._graph_lf = copy.copy(self.loss_fn)
-            self._graph_lf.model = swapped
+        self._graph_loss: LossFunction | None = None
+
+    @property
+    def analytic(self):
+        """The :class:`~landscape_core.mlp_curvature.MLPCurvature` in ``"analytic"`` mode, else ``None``."""
+        return None if self._rows is None else self._rows.mc
+
+    @property
+    def _graph_lf(self) -> LossFunction:
+        """The loss the gradient graphs are built from (at the first graph, not at construction): eval-mode
+        BatchNorms swapped for ones with a written-out second derivative (eval_batchnorm.py: the native
+        double backward also forms training-mode terms)."""
+        if self._graph_loss is None:
+            self._graph_loss = self.loss_fn
+            swapped = with_eval_batchnorm(self.loss_fn.model)
+            if swapped is not None:
+                self._graph_loss = copy.copy(self.loss_fn)
+                self._graph_loss.model = swapped
+        return self._graph_loss
 
     # -- retained graphs ------------------------------------------------------------------------
     def _leaves(self) -> dict[str, Tensor]:
@@ -205,7 +217,7 @@ class HessianOperator(ParameterOperator):
 
     def release(self) -> None:
         """Drop the retained graphs / analytic state (they are rebuilt at the next product)."""
-        self._graphs = self.analytic = None
+        self._graphs = self._rows = None
         self.graph_bytes = 0
 
     def _try_analytic(self, budget: float) -> bool:
@@ -214,7 +226,7 @@ class HessianOperator(ParameterOperator):
         self._rows = named_rows(self.loss_fn, self.point(), self._var, budget)
         if self._rows is None:
             return False
-        self.analytic, self.graph_bytes = self._rows.mc, self._rows.mc.state_bytes
+        self.graph_bytes = self._rows.mc.state_bytes
         return True
 
     def analytic_rows(self, Vt: Tensor, fn: str = "products") -> Tensor:
@@ -276,7 +288,7 @@ class HessianOperator(ParameterOperator):
 
     def resolve(self) -> None:
         """Pick the mode now (else at the first product): analytic state / retained graphs built."""
-        if self.mode not in ("auto", "retained", "analytic") or self._graphs is not None or self.analytic is not None:
+        if self.mode not in ("auto", "retained", "analytic") or self._graphs is not None or self._rows is not None:
             return
         t0 = time.perf_counter()
         budget = self.memory_budget if self.mode == "auto" else float("inf")
