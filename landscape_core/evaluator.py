@@ -457,13 +457,16 @@ class BatchedEvaluator:
                             h = view
                         else:
                             h = _activate_(h, op)
-                if self.is_ce:
-                    block_loss, block_correct = _ce_sums(h, yy)
-                    loss += block_loss
-                    correct += block_correct
-                else:
-                    loss += crit(h, yy).double().cpu() * n
+                block_loss, block_correct = self._block_sums(h, yy, crit)
+                loss += block_loss
+                correct += block_correct
         return loss / self.loss_fn.n, correct
+
+    def _block_sums(self, h: Tensor, yy: Tensor, crit) -> tuple[Tensor, Tensor | float]:
+        """Summed loss (and correct count, cross-entropy only) per point of one block's outputs ``h``."""
+        if self.is_ce:
+            return _ce_sums(h, yy)
+        return crit(h, yy).double().cpu() * len(yy), 0.0
 
     def _chunk_wide(self, C: Tensor, stacked: list, first_scale: float, width: int) -> tuple[Tensor, Tensor]:
         """Wide-MLP path: per block, ``h <- b + h W`` as one batched GEMM per layer (``baddbmm``).
@@ -497,12 +500,9 @@ class BatchedEvaluator:
                         h = h.mul_(op[1]).add_(op[2])
                     else:
                         h = _activate_(h, op)
-                if self.is_ce:
-                    block_loss, block_correct = _ce_sums(h, yy)
-                    loss += block_loss
-                    correct += block_correct
-                else:
-                    loss += crit(h, yy).double().cpu() * n
+                block_loss, block_correct = self._block_sums(h, yy, crit)
+                loss += block_loss
+                correct += block_correct
         return loss / self.loss_fn.n, correct
 
 
