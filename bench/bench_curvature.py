@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import math  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from landscape_core.analyses.cost import median_time  # noqa: E402
 from landscape_core.functional import LossFunction  # noqa: E402
 from landscape_core.hessian import default_mode, hessian_operator  # noqa: E402
 from landscape_core.lanczos import lanczos  # noqa: E402
@@ -179,24 +179,14 @@ def bench_trace(lf: LossFunction, quick: bool) -> None:
           f"from {n_h} / {n_res} probes carry ~{100 * math.sqrt(2 / (n_res - 1)):.0f}% sampling error)", flush=True)
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
 def hvp_vs_grad(lf: LossFunction, repeats: int) -> tuple[float, dict[str, float]]:
     p = lf.params0
-    t_g = _median_time(lambda: lf.gradient(p), repeats)
+    t_g = median_time(lambda: lf.gradient(p), repeats)
     out = {}
     for mode in ("retained", "fwd_rev", "rev_rev"):
         op = hessian_operator(lf, mode=mode, check=False)
         v = torch.randn(op.dim, generator=torch.Generator().manual_seed(0)).to(op.dtype)
-        out[mode] = _median_time(lambda op=op, v=v: op.matvec(v), repeats)
+        out[mode] = median_time(lambda op=op, v=v: op.matvec(v), repeats)
     return t_g, out
 
 

@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import argparse  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -75,6 +74,7 @@ def one_row(width: int, n: int, grid: int, rows: int | None) -> dict:
     from pyhessian import hessian
     from pyhessian.utils import hessian_vector_product
 
+    from landscape_core.analyses.cost import median_time
     from landscape_core.directions import random_plane
     from landscape_core.evaluator import evaluate_points
     from landscape_core.functional import LossFunction
@@ -86,23 +86,14 @@ def one_row(width: int, n: int, grid: int, rows: int | None) -> dict:
     lf = LossFunction(model, X, y, batch_size=None)
     out: dict = {"width": width, "n": n, "params": sum(p.numel() for p in model.parameters())}
 
-    def med(fn, r=5):
-        fn()
-        ts = []
-        for _ in range(r):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        return statistics.median(ts)
-
     op = hessian_operator(lf)
     v = torch.randn(op.dim, generator=torch.Generator().manual_seed(0))
-    out["hvp_ms"] = 1e3 * med(lambda: op.matvec(v))
+    out["hvp_ms"] = 1e3 * median_time(lambda: op.matvec(v), 5)
     out["mode"] = op.mode
     out["graph_MiB"] = op.graph_bytes / 2**20
     h = hessian(model, nn.CrossEntropyLoss(), data=(X, y), cuda=False)
     vs = [torch.randn_like(p) for p in h.params]
-    out["pyh_ms"] = 1e3 * med(lambda: hessian_vector_product(h.gradsH, h.params, vs))
+    out["pyh_ms"] = 1e3 * median_time(lambda: hessian_vector_product(h.gradsH, h.params, vs), 5)
     t = time.perf_counter()
     r = lanczos(hessian_operator(lf), 5, tol=1e-6, value_tol=1e-6)
     out["top5_s"], out["top5_hvps"] = time.perf_counter() - t, r.matvecs

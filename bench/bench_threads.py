@@ -24,7 +24,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import time  # noqa: E402
 
 WORKLOADS = ("hvp", "surface", "train_step")
 _HOG = "import torch\ntorch.set_num_threads(1)\nA=torch.randn(1024,1024)\nwhile True: A@A\n"
@@ -34,6 +33,7 @@ def measure(workload: str, threads: int) -> float:
     import torch
     from torch import nn
 
+    from landscape_core.analyses.cost import median_time
     from landscape_core.directions import random_plane
     from landscape_core.functional import LossFunction
     from landscape_core.hessian import hessian_operator
@@ -64,13 +64,7 @@ def measure(workload: str, threads: int) -> float:
             opt.step()
 
         reps = 20
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    return median_time(fn, reps)
 
 
 def main(argv: list[str] | None = None) -> int:

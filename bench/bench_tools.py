@@ -54,6 +54,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from landscape_core.analyses.cost import median_time  # noqa: E402
 from landscape_core.analyses.hessian import ggn_cv_trace  # noqa: E402
 from landscape_core.directions import random_plane  # noqa: E402
 from landscape_core.functional import LossFunction  # noqa: E402
@@ -88,16 +89,6 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> tuple[dic
             last[k] = fn()
             times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}, last
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def matmul_peak(n: int = 2048, reps: int = 5) -> float:

@@ -87,7 +87,8 @@ class CostEstimate:
                    dict(d.get("counts") or {}), float(d.get("setup") or 0.0))
 
 
-def _median_time(fn, repeats: int) -> float:
+def median_time(fn, repeats: int) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls after one untimed warm-up call."""
     fn()  # warm-up (allocations, lazy initialisation)
     times = []
     for _ in range(repeats):
@@ -124,9 +125,9 @@ def estimate_cost(
             with torch.no_grad():
                 loss_fn(p)
 
-        per_f = _median_time(fwd, repeats)
+        per_f = median_time(fwd, repeats)
     if gradients:
-        per_g = _median_time(lambda: loss_fn.gradient(p), repeats)
+        per_g = median_time(lambda: loss_fn.gradient(p), repeats)
     if hvps:
         if operator == "hessian":
             op = hessian_operator(loss_fn, mode=mode, check=False)  # type: ignore[arg-type]
@@ -136,7 +137,7 @@ def estimate_cost(
         v = v.to(op.device, op.dtype)
         op.matvec(v)  # the first product builds the retained gradient graph (or picks the mode): once
         setup = float(getattr(op, "setup_seconds", 0.0) or 0.0)
-        per_h = _median_time(lambda: op.matvec(v), repeats)
+        per_h = median_time(lambda: op.matvec(v), repeats)
     total = forwards * (per_f or 0.0) + gradients * (per_g or 0.0) + hvps * (per_h or 0.0)
     total += setup  # counted once per analysis, not per product
     return CostEstimate(total, per_f, per_g, per_h, {"forwards": forwards, "gradients": gradients, "hvps": hvps},
@@ -222,5 +223,5 @@ def plan_units(source: Any, *, forwards: int = 0, gradients: int = 0, hvps: int 
     return estimate_cost(lf, forwards=forwards, gradients=gradients, hvps=hvps, repeats=2)
 
 
-__all__ = ["CostEstimate", "estimate_analysis_cost", "estimate_cost", "plan_connectivity", "plan_hessian",
+__all__ = ["CostEstimate", "estimate_analysis_cost", "estimate_cost", "median_time", "plan_connectivity", "plan_hessian",
            "plan_surface", "plan_units"]
