@@ -157,21 +157,28 @@ def test_bad_inputs():
     assert d.matvecs == 1
 
 
-def test_unused_parameter_and_linear_loss_give_zero_blocks():
-    class Partial(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.used = nn.Linear(3, 2)
-            self.unused = nn.Linear(3, 2)
+class _Partial(nn.Module):
+    """Two linear layers, one of them unused: its Hessian blocks are exactly zero."""
 
-        def forward(self, x):
-            return self.used(x)
+    def __init__(self):
+        super().__init__()
+        self.used = nn.Linear(3, 2)
+        self.unused = nn.Linear(3, 2)
 
+    def forward(self, x):
+        return self.used(x)
+
+
+def _partial_loss() -> tuple[LossFunction, torch.Tensor]:
     torch.manual_seed(1)
-    m = Partial().eval()
+    m = _Partial().eval()
     X, y = torch.randn(9, 3), torch.randint(0, 2, (9,))
     lf = LossFunction(m, X, y, batch_size=4, dtype=torch.float64)
-    H = dense_hessian(lf)
+    return lf, dense_hessian(lf)
+
+
+def test_unused_parameter_and_linear_loss_give_zero_blocks():
+    lf, H = _partial_loss()
     for mode in ("retained", "fwd_rev", "rev_rev"):
         op = hessian_operator(lf, mode=mode)
         V = torch.randn(op.dim, 2, dtype=torch.float64)
@@ -295,20 +302,7 @@ def test_matmat_block_equals_column_matvecs_and_dense_hessian(mode, batched):
 
 @pytest.mark.parametrize("batched", [False, True])
 def test_matmat_unused_parameter_zero_block(batched):
-    class Partial(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.used = nn.Linear(3, 2)
-            self.unused = nn.Linear(3, 2)
-
-        def forward(self, x):
-            return self.used(x)
-
-    torch.manual_seed(1)
-    m = Partial().eval()
-    X, y = torch.randn(9, 3), torch.randint(0, 2, (9,))
-    lf = LossFunction(m, X, y, batch_size=4, dtype=torch.float64)
-    H = dense_hessian(lf)
+    lf, H = _partial_loss()
     V = torch.randn(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for mode in ("retained", "fwd_rev", "rev_rev"):
         HV = hessian_operator(lf, mode=mode, batched=batched).matmat(V)
